@@ -1,0 +1,45 @@
+"""``spooled-integrations`` command line: listen, emulator, check, demo.
+
+Each subcommand lives in its own module and is imported only when it runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+__all__ = ["main"]
+
+# subcommand -> (module, one-line help); each module has ``add_arguments`` and ``run``.
+_COMMANDS: dict[str, tuple[str, str]] = {
+    "listen": ("spooled_integrations.cli.listen", "print Spooled events as they arrive"),
+    "emulator": ("spooled_integrations.cli.emulator", "run the local Spooled emulator"),
+    "check": ("spooled_integrations.cli.check", "validate a subscription file"),
+    "demo": ("spooled_integrations.cli.demo", "run a Celery worker on the embedded emulator"),
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="spooled-integrations")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (module_name, help_text) in _COMMANDS.items():
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.set_defaults(_module=module_name)
+        try:
+            importlib.import_module(module_name).add_arguments(sub)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            sub.set_defaults(_missing=True)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if getattr(args, "_missing", False):
+        print(f"spooled-integrations {args.command}: not available in this build", file=sys.stderr)
+        return 2
+    result: int = importlib.import_module(args._module).run(args)
+    return result
