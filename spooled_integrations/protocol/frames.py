@@ -124,7 +124,11 @@ def derive_lifecycle(event: Event) -> Event | None:
     if not isinstance(new_status, str):
         return None
     lifecycle = LIFECYCLE_BY_STATUS.get(new_status)
-    if lifecycle is None and new_status in _WAITING and event.data.get("old_status") in _RETRY_AFTER:
+    if (
+        lifecycle is None
+        and new_status in _WAITING
+        and event.data.get("old_status") in _RETRY_AFTER
+    ):
         lifecycle = EventType.JOB_RETRYING
     if lifecycle is None:
         return None

@@ -121,15 +121,21 @@ class Event:
 
     def job(self) -> JobEvent:
         """The typed job view (Go ``JobEvent`` fields plus backend extras)."""
-        return JobEvent.model_validate({**self.data, "type": self.type, "timestamp": self.raw_timestamp})
+        return JobEvent.model_validate(
+            {**self.data, "type": self.type, "timestamp": self.raw_timestamp}
+        )
 
     def queue(self) -> QueueEvent:
         """The typed queue view (Go ``QueueEvent`` fields plus queue counts)."""
-        return QueueEvent.model_validate({**self.data, "type": self.type, "timestamp": self.raw_timestamp})
+        return QueueEvent.model_validate(
+            {**self.data, "type": self.type, "timestamp": self.raw_timestamp}
+        )
 
     def worker(self) -> WorkerEvent:
         """The typed worker view (Go ``WorkerEvent`` fields plus heartbeat fields)."""
-        return WorkerEvent.model_validate({**self.data, "type": self.type, "timestamp": self.raw_timestamp})
+        return WorkerEvent.model_validate(
+            {**self.data, "type": self.type, "timestamp": self.raw_timestamp}
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serializable dict (the shape tasks and actors receive)."""

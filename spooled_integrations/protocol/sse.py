@@ -28,8 +28,16 @@ class SSEMessage:
 class SSEDecoder:
     """Feed byte chunks; get complete messages. Comments are ignored (counted)."""
 
-    __slots__ = ("_data", "_event", "_first", "_last_id", "_pending", "_retry", "_skip_lf",
-                 "comments")
+    __slots__ = (
+        "_data",
+        "_event",
+        "_first",
+        "_last_id",
+        "_pending",
+        "_retry",
+        "_skip_lf",
+        "comments",
+    )
 
     def __init__(self) -> None:
         self._pending = b""

@@ -1,0 +1,468 @@
+"""What the SSE and WebSocket clients share: handlers, state, the reconnect loop.
+
+One reader thread per client connects, reads, and reconnects. Subclasses supply three
+things: :meth:`BaseClient._open` (handshake; raise a typed error on refusal),
+:meth:`BaseClient._read` (deliver frames until the stream ends), and
+:meth:`BaseClient._abort` (shut the current socket from another thread so a blocked
+read returns at once — that is what keeps ``disconnect()`` under a second).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Literal, Protocol, TypeVar, overload
+
+from spooled_integrations._redact import redact
+from spooled_integrations.client.auth import TokenProvider
+from spooled_integrations.client.backoff import Backoff
+from spooled_integrations.client.options import (
+    ConnectionOptions,
+    ConnectionState,
+    SubscriptionFilter,
+)
+from spooled_integrations.errors import (
+    AuthError,
+    ProtocolError,
+    RateLimitError,
+    SpooledConnectionError,
+)
+from spooled_integrations.protocol import (
+    Event,
+    EventType,
+    JobEvent,
+    QueueEvent,
+    WorkerEvent,
+    normalize,
+    resolve,
+)
+
+__all__ = [
+    "BaseClient",
+    "ClientStats",
+    "EventHandler",
+    "ReadOutcome",
+    "RealtimeClient",
+    "StateChangeHandler",
+]
+
+log = logging.getLogger(__name__)
+
+EventHandler = Callable[[Event], Any]
+JobEventHandler = Callable[[JobEvent], Any]
+QueueEventHandler = Callable[[QueueEvent], Any]
+WorkerEventHandler = Callable[[WorkerEvent], Any]
+StateChangeHandler = Callable[[ConnectionState], Any]
+ErrorHandler = Callable[[Exception], Any]
+H = TypeVar("H", bound=Callable[..., Any])
+
+ReadOutcome = Literal["closed", "finished"]
+"""``closed``: the server ended the stream cleanly (reconnect promptly);
+``finished``: nothing more will come (a per-job stream reached a terminal status)."""
+
+CLEAN_CLOSE_DELAY = 0.1
+"""Pause before reconnecting after a clean close of a healthy stream (30-min cap)."""
+
+
+@dataclass
+class ClientStats:
+    """Counters an operator wants; read them from any thread."""
+
+    frames_received: int = 0
+    events_delivered: int = 0
+    protocol_errors: dict[str, int] = field(default_factory=dict)
+    handler_errors: int = 0
+    filtered_out: int = 0
+    connects: int = 0
+    reconnects: int = 0
+    connected_since: datetime | None = None
+    last_frame_at: datetime | None = None
+    last_error: str | None = None
+
+
+class RealtimeClient(Protocol):
+    """The operations both transports offer (Go ``RealtimeClient``)."""
+
+    @property
+    def state(self) -> ConnectionState: ...
+    def connect(self, timeout: float | None = None) -> None: ...
+    def disconnect(self, timeout: float = 1.0) -> None: ...
+    def start(self) -> None: ...
+    def subscribe(self, filter: SubscriptionFilter) -> None: ...
+    def unsubscribe(self, filter: SubscriptionFilter) -> None: ...
+    def on_event(self, handler: H) -> H: ...
+    def on_state_change(self, handler: H) -> H: ...
+    def on_error(self, handler: H) -> H: ...
+
+
+class _Stop(Exception):
+    """Raised inside the loop when ``disconnect()`` was asked for."""
+
+
+class BaseClient:
+    """Shared machinery; use :class:`SSEClient` or :class:`WebSocketClient`."""
+
+    transport: str = "?"
+
+    def __init__(
+        self, options: ConnectionOptions, *, filter: SubscriptionFilter | None = None
+    ) -> None:
+        self.options = options
+        self.filter = filter
+        self.stats = ClientStats()
+        self._log = options.effective_logger
+        self._tokens = TokenProvider(options)
+        self._state = ConnectionState.DISCONNECTED
+        self._state_lock = threading.Lock()
+        self._event_handlers: list[EventHandler] = []
+        self._typed_handlers: dict[str, list[tuple[str, Callable[[Any], Any]]]] = {}
+        self._state_handlers: list[StateChangeHandler] = []
+        self._error_handlers: list[ErrorHandler] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._first_outcome = threading.Event()
+        self._first_error: BaseException | None = None
+        self._fail_fast = False
+        self.last_error: BaseException | None = None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(url={self._url_for_logs()!r}, state={self._state.value!r})"
+
+    def __enter__(self) -> BaseClient:
+        if self._thread is None:
+            self.connect()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.disconnect()
+
+    # -- handler registry (each also works as a decorator) ---------------------------
+
+    def on_event(self, handler: H) -> H:
+        """Call ``handler(event)`` for every event, including unknown types and pings."""
+        self._event_handlers.append(handler)
+        return handler
+
+    @overload
+    def on_job_event(self, event_type: EventType | str) -> Callable[[H], H]: ...
+    @overload
+    def on_job_event(self, event_type: EventType | str, handler: H) -> H: ...
+    def on_job_event(self, event_type: EventType | str, handler: Any = None) -> Any:
+        """Call ``handler(JobEvent)`` for one job event type (any alias)."""
+        return self._register_typed(event_type, "job", handler)
+
+    @overload
+    def on_queue_event(self, event_type: EventType | str) -> Callable[[H], H]: ...
+    @overload
+    def on_queue_event(self, event_type: EventType | str, handler: H) -> H: ...
+    def on_queue_event(self, event_type: EventType | str, handler: Any = None) -> Any:
+        """Call ``handler(QueueEvent)`` for one queue event type."""
+        return self._register_typed(event_type, "queue", handler)
+
+    @overload
+    def on_worker_event(self, event_type: EventType | str) -> Callable[[H], H]: ...
+    @overload
+    def on_worker_event(self, event_type: EventType | str, handler: H) -> H: ...
+    def on_worker_event(self, event_type: EventType | str, handler: Any = None) -> Any:
+        """Call ``handler(WorkerEvent)`` for one worker event type."""
+        return self._register_typed(event_type, "worker", handler)
+
+    def on_state_change(self, handler: H) -> H:
+        """Call ``handler(state)`` on every :class:`ConnectionState` change."""
+        self._state_handlers.append(handler)
+        return handler
+
+    def on_error(self, handler: H) -> H:
+        """Call ``handler(exc)`` for skipped frames (:class:`ProtocolError`) and failed
+        connection attempts; the last one is an :class:`AuthError` when the client stops."""
+        self._error_handlers.append(handler)
+        return handler
+
+    def _register_typed(self, event_type: EventType | str, category: str, handler: Any) -> Any:
+        found = resolve(str(event_type))
+        if found is None or found.category != category:
+            raise ValueError(f"{event_type!r} is not a {category} event type")
+
+        def register(fn: H) -> H:
+            self._typed_handlers.setdefault(found.value, []).append((category, fn))
+            return fn
+
+        return register if handler is None else register(handler)
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    @property
+    def state(self) -> ConnectionState:
+        return self._state
+
+    def start(self) -> None:
+        """Connect in the background and keep reconnecting; returns at once."""
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._stop.clear()
+        self._first_outcome.clear()
+        self._first_error = None
+        self.last_error = None
+        self._thread = threading.Thread(
+            target=self._run, name=f"spooled-{self.transport}-reader", daemon=True
+        )
+        self._thread.start()
+
+    def connect(self, timeout: float | None = None) -> None:
+        """Connect and return once connected; raise the typed error if that fails.
+
+        Only the first attempt is made here (as in Go); once connected, drops are
+        retried according to the options.
+        """
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._fail_fast = True
+        self.start()
+        wait = timeout if timeout is not None else self.options.connect_timeout * 3
+        if not self._first_outcome.wait(wait):
+            self.disconnect()
+            raise SpooledConnectionError(f"no connection to Spooled within {wait:.1f} s")
+        if self._first_error is not None:
+            error = self._first_error
+            self.disconnect()
+            raise error
+
+    def disconnect(self, timeout: float = 1.0) -> None:
+        """Close the connection and join the reader thread. Idempotent; bounded by ``timeout``."""
+        self._stop.set()
+        self._abort()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+            if thread.is_alive():
+                self._log.warning(
+                    "Spooled %s reader did not stop within %.1f s; it is a daemon and "
+                    "will end on its own",
+                    self.transport,
+                    timeout,
+                )
+        self._set_state(ConnectionState.DISCONNECTED)
+
+    def subscribe(self, filter: SubscriptionFilter) -> None:
+        raise NotImplementedError
+
+    def unsubscribe(self, filter: SubscriptionFilter) -> None:
+        raise NotImplementedError
+
+    # -- the reader loop -------------------------------------------------------------
+
+    def _run(self) -> None:
+        backoff = Backoff(self.options.reconnect_delay, self.options.max_reconnect_delay)
+        auth_retried = False
+        first = True
+        try:
+            while not self._stop.is_set():
+                self._set_state(
+                    ConnectionState.CONNECTING if first else ConnectionState.RECONNECTING
+                )
+                try:
+                    session = self._open(force_login=auth_retried)
+                except AuthError as exc:
+                    if not auth_retried and self._tokens.can_refresh:
+                        auth_retried = True  # one fresh login and one retry, then stop
+                        self._log.info("Spooled refused the token; logging in again once")
+                        continue
+                    self._give_up(exc)
+                    return
+                except SpooledConnectionError as exc:
+                    if self._is_fatal(exc):
+                        self._give_up(exc)
+                        return
+                    delay = self._failed_attempt(exc, backoff)
+                    if delay is None:
+                        return
+                    self._sleep(delay)
+                    continue
+                first = False
+                outcome, healthy = self._session(session)
+                if healthy:
+                    backoff.reset()
+                    auth_retried = False
+                if self._stop.is_set() or outcome == "finished":
+                    return
+                if not self.options.auto_reconnect:
+                    self.last_error = SpooledConnectionError("connection closed")
+                    return
+                self.stats.reconnects += 1
+                if outcome == "closed" and healthy:
+                    self._log.info("Spooled closed the %s stream; reconnecting", self.transport)
+                    self._sleep(CLEAN_CLOSE_DELAY)
+                else:
+                    delay = self._failed_attempt(None, backoff)
+                    if delay is None:
+                        return
+                    self._sleep(delay)
+        except _Stop:
+            return
+        finally:
+            self._first_outcome.set()
+            self._set_state(ConnectionState.DISCONNECTED)
+
+    def _session(self, session: Any) -> tuple[ReadOutcome | None, bool]:
+        """Run one connected session; returns how it ended and whether it was healthy."""
+        connected_at = time.monotonic()
+        delivered_before = self.stats.events_delivered
+        self.stats.connects += 1
+        self.stats.connected_since = datetime.now(timezone.utc)
+        self._fail_fast = False
+        self._set_state(ConnectionState.CONNECTED)
+        self._first_outcome.set()
+        outcome: ReadOutcome | None = None
+        try:
+            outcome = self._read(session)
+        except _Stop:
+            pass
+        except (SpooledConnectionError, OSError) as exc:
+            if not self._stop.is_set():
+                self._report_connection_error(exc, "connection lost")
+        finally:
+            self._close(session)
+            self.stats.connected_since = None
+        healthy = (
+            self.stats.events_delivered > delivered_before
+            or time.monotonic() - connected_at >= self.options.healthy_after
+        )
+        return outcome, healthy
+
+    def _failed_attempt(self, exc: BaseException | None, backoff: Backoff) -> float | None:
+        """Record a failed attempt; the delay before the next one, or ``None`` to stop."""
+        if exc is not None:
+            self._report_connection_error(exc, "connection attempt failed")
+        else:
+            exc = self.last_error
+        if self._fail_fast:
+            self._first_error = exc or SpooledConnectionError("connection failed")
+            return None
+        if not self.options.auto_reconnect:
+            return None
+        limit = self.options.max_reconnect_attempts
+        if limit and backoff.failures >= limit:
+            self._log.error("Spooled: giving up after %d failed attempts", backoff.failures)
+            return None
+        delay = backoff.next_delay()
+        if isinstance(exc, RateLimitError) and exc.retry_after is not None:
+            delay = max(delay, exc.retry_after)
+        self._log.info("Spooled %s: next attempt in %.1f s", self.transport, delay)
+        return delay
+
+    def _is_fatal(self, exc: SpooledConnectionError) -> bool:
+        status = exc.status
+        return status is not None and 400 <= status < 500 and status not in (408, 429)
+
+    def _give_up(self, exc: SpooledConnectionError) -> None:
+        self._report_connection_error(exc, "giving up")
+        self._first_error = exc
+        self._log.error("Spooled %s stopped: %s", self.transport, exc)
+
+    def _report_connection_error(self, exc: BaseException, what: str) -> None:
+        text = redact(str(exc) or type(exc).__name__, *self._tokens.secrets())
+        self.stats.last_error = f"{type(exc).__name__}: {text}"
+        self.last_error = exc
+        self._log.warning("Spooled %s %s: %s", self.transport, what, text)
+        self._emit_error(exc)
+
+    def _sleep(self, seconds: float) -> None:
+        if self._stop.wait(seconds):
+            raise _Stop
+
+    # -- frames → handlers -----------------------------------------------------------
+
+    def _handle_frame(self, payload: bytes | str, event_name: str | None = None) -> list[Event]:
+        """Normalize one frame and deliver its events; bad frames are counted and skipped."""
+        self.stats.frames_received += 1
+        try:
+            events = normalize(
+                payload, event_name=event_name, max_size=self.options.max_frame_bytes
+            )
+        except ProtocolError as exc:
+            self._count_protocol_error(exc)
+            return []
+        for event in events:
+            self._deliver(event)
+        return events
+
+    def _count_protocol_error(self, exc: ProtocolError) -> None:
+        errors = self.stats.protocol_errors
+        errors[exc.reason] = errors.get(exc.reason, 0) + 1
+        self._log.warning(
+            "Spooled %s: skipped a bad frame (%s): %s", self.transport, exc.reason, exc
+        )
+        self._emit_error(exc)
+
+    def _deliver(self, event: Event) -> None:
+        if self.filter is not None and not self.filter.matches(event):
+            self.stats.filtered_out += 1
+            return
+        if event.type != EventType.PING:
+            self.stats.events_delivered += 1
+        for handler in self._event_handlers:
+            self._call(handler, event)
+        typed = self._typed_handlers.get(event.type)
+        if typed:
+            views: dict[str, Any] = {}
+            for category, handler in typed:
+                try:
+                    view = views.get(category)
+                    if view is None:
+                        view = views[category] = getattr(event, category)()
+                except ValueError as exc:
+                    self._log.warning(
+                        "Spooled: %s does not fit its typed view: %s", event.type, exc
+                    )
+                    continue
+                self._call(handler, view)
+
+    def _call(self, handler: Callable[[Any], Any], argument: Any) -> None:
+        try:
+            handler(argument)
+        except Exception:
+            self.stats.handler_errors += 1
+            self._log.exception("Spooled handler %r raised; the other handlers still run", handler)
+
+    def _set_state(self, state: ConnectionState) -> None:
+        with self._state_lock:
+            if state == self._state:
+                return
+            self._state = state
+        if self.options.debug:
+            self._log.debug("Spooled %s state: %s", self.transport, state.value)
+        for handler in list(self._state_handlers):
+            self._call(handler, state)
+
+    def _emit_error(self, exc: Exception | BaseException) -> None:
+        if not isinstance(exc, Exception):
+            return
+        for handler in list(self._error_handlers):
+            self._call(handler, exc)
+
+    def _note_frame_time(self) -> None:
+        self.stats.last_frame_at = datetime.now(timezone.utc)
+
+    def _liveness_timeout(self, default: float) -> float:
+        return self.options.liveness_timeout or default
+
+    # -- transport hooks ---------------------------------------------------------------
+
+    def _open(self, *, force_login: bool) -> Any:
+        raise NotImplementedError
+
+    def _read(self, session: Any) -> ReadOutcome:
+        raise NotImplementedError
+
+    def _close(self, session: Any) -> None:
+        raise NotImplementedError
+
+    def _abort(self) -> None:
+        raise NotImplementedError
+
+    def _url_for_logs(self) -> str:
+        raise NotImplementedError

@@ -1,0 +1,195 @@
+"""Connection options, connection states and the subscription filter (Go ``realtime`` names)."""
+
+from __future__ import annotations
+
+import enum
+import logging
+import os
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from spooled_integrations.errors import ConfigurationError
+from spooled_integrations.protocol import Event, EventType, resolve, wire_dotted_name
+
+__all__ = ["ConnectionOptions", "ConnectionState", "SubscriptionFilter"]
+
+WS_PATH = "/api/v1/ws"
+
+
+class ConnectionState(str, enum.Enum):
+    """The Go package's four connection states."""
+
+    DISCONNECTED = "disconnected"
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    RECONNECTING = "reconnecting"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class ConnectionOptions(BaseModel):
+    """How to reach Spooled and how hard to try.
+
+    ``max_reconnect_attempts`` defaults to 0, meaning unlimited: a worker fleet must
+    outlive any outage (the Go default of 10 would leave it deaf after ~4 minutes).
+    Secrets are :class:`~pydantic.SecretStr`, so they never show in a repr.
+    """
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True, extra="forbid")
+
+    base_url: str = "https://api.spooled.cloud"
+    ws_url: str = ""
+    token: SecretStr | None = None
+    api_key: SecretStr | None = None
+    auto_reconnect: bool = True
+    max_reconnect_attempts: int = Field(default=0, ge=0)
+    reconnect_delay: float = Field(default=1.0, gt=0)
+    max_reconnect_delay: float = Field(default=30.0, gt=0)
+    healthy_after: float = Field(default=10.0, ge=0)
+    """Seconds a connection must stay up (or deliver an event) before backoff resets."""
+    connect_timeout: float = Field(default=10.0, gt=0)
+    liveness_timeout: float | None = Field(default=None, gt=0)
+    """Silence after which a connection counts as dead; ``None``: 75 s on WebSocket
+    (2.5 x the 30 s server ping), 45 s on SSE (3 x the 15 s keep-alive)."""
+    verify_tls: bool = True
+    extra_headers: dict[str, str] = Field(default_factory=dict)
+    max_frame_bytes: int = Field(default=1024 * 1024, gt=0)
+    debug: bool = False
+    logger: logging.Logger | None = None
+
+    @field_validator("base_url", "ws_url")
+    @classmethod
+    def _strip_url(cls, value: str) -> str:
+        return value.strip().rstrip("/")
+
+    @field_validator("token", "api_key", mode="before")
+    @classmethod
+    def _strip_secret(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.strip()  # a trailing newline from a secrets file breaks headers
+            return value or None
+        return value
+
+    @model_validator(mode="after")
+    def _check(self) -> ConnectionOptions:
+        scheme = urlsplit(self.base_url).scheme
+        if scheme not in ("http", "https"):
+            raise ValueError(f"base_url must start with http:// or https://, got {scheme!r}")
+        if self.ws_url and urlsplit(self.ws_url).scheme not in ("ws", "wss"):
+            raise ValueError("ws_url must start with ws:// or wss://")
+        if self.max_reconnect_delay < self.reconnect_delay:
+            raise ValueError("max_reconnect_delay must be >= reconnect_delay")
+        return self
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, **overrides: Any
+    ) -> ConnectionOptions:
+        """Options from ``SPOOLED_API_KEY``, ``SPOOLED_TOKEN``, ``SPOOLED_BASE_URL``,
+        ``SPOOLED_WS_URL``; keyword arguments win over the environment."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for key, name in (
+            ("api_key", "SPOOLED_API_KEY"),
+            ("token", "SPOOLED_TOKEN"),
+            ("base_url", "SPOOLED_BASE_URL"),
+            ("ws_url", "SPOOLED_WS_URL"),
+        ):
+            if env.get(name):
+                values[key] = env[name]
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        try:
+            return cls(**values)
+        except ValueError as exc:
+            raise ConfigurationError(f"invalid Spooled connection options: {exc}") from None
+
+    @property
+    def resolved_ws_url(self) -> str:
+        """The WebSocket URL: ``ws_url`` or derived from ``base_url``; path appended once."""
+        if self.ws_url:
+            parts = urlsplit(self.ws_url)
+        else:
+            base = urlsplit(self.base_url)
+            parts = base._replace(scheme="wss" if base.scheme == "https" else "ws")
+        path = parts.path.rstrip("/")
+        if not path.endswith(WS_PATH):
+            path += WS_PATH
+        return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+
+    @property
+    def effective_logger(self) -> logging.Logger:
+        return self.logger or logging.getLogger("spooled_integrations.client")
+
+    def has_credentials(self) -> bool:
+        return self.token is not None or self.api_key is not None
+
+
+class SubscriptionFilter(BaseModel):
+    """Which events to receive (Go ``SubscriptionFilter``).
+
+    ``queue_name`` and ``events`` go to the server in the connect URL; all four are also
+    applied here, because the server ignores ``job_id`` and never filters by worker.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    queue_name: str | None = None
+    job_id: str | None = None
+    worker_id: str | None = None
+    events: tuple[str, ...] = ()
+
+    @field_validator("events", mode="before")
+    @classmethod
+    def _canonical_events(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [v for v in value.split(",") if v.strip()]
+        if isinstance(value, (list, tuple)):
+            names = []
+            for name in value:
+                if not isinstance(name, str):
+                    raise ValueError("events must be strings")
+                found = resolve(name)
+                names.append(found.value if found is not None else name.strip())
+            return tuple(dict.fromkeys(names))
+        return value
+
+    def query_params(self) -> dict[str, str]:
+        """Server-side filter parameters (backend spellings; empty ``events`` omitted)."""
+        params: dict[str, str] = {}
+        if self.queue_name:
+            params["queue"] = self.queue_name
+        if self.job_id:
+            params["job_id"] = self.job_id
+        if self.events:
+            wire: list[str] = []
+            for name in self.events:
+                found = resolve(name)
+                if found is None:
+                    wire.append(name)
+                    continue
+                wire.append(wire_dotted_name(found))
+                if found.category == "job" and found is not EventType.JOB_STATUS:
+                    # lifecycle events may arrive as status changes
+                    wire.append(wire_dotted_name(EventType.JOB_STATUS))
+            params["events"] = ",".join(dict.fromkeys(wire))
+        return params
+
+    def matches(self, event: Event) -> bool:
+        """Client-side check; pings always pass (they prove liveness)."""
+        if event.type == EventType.PING:
+            return True
+        if self.events and event.type not in self.events:
+            return False
+        data = event.data
+        for key, wanted in (
+            ("queue_name", self.queue_name),
+            ("job_id", self.job_id),
+            ("worker_id", self.worker_id),
+        ):
+            if wanted is not None and key in data and data[key] != wanted:
+                return False
+        return True
