@@ -1,0 +1,110 @@
+"""The SSE decoder against the WHATWG rules, including chunks split anywhere."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from spooled_integrations.protocol import SSEDecoder, SSEMessage
+
+AXUM_EVENT = (
+    b"event: job.status\n"
+    b'data: {"type":"JobStatusChange","data":{"job_id":"\xc3\xa9t\xc3\xa9","new_status":"pending"}}\n'
+    b"\n"
+)
+
+
+def decode_all(chunks: list[bytes]) -> list[SSEMessage]:
+    decoder = SSEDecoder()
+    out: list[SSEMessage] = []
+    for chunk in chunks:
+        out.extend(decoder.feed(chunk))
+    return out
+
+
+def split_at(data: bytes, cuts: list[int]) -> list[bytes]:
+    points = sorted({c % (len(data) + 1) for c in cuts})
+    pieces, last = [], 0
+    for p in points:
+        pieces.append(data[last:p])
+        last = p
+    pieces.append(data[last:])
+    return pieces
+
+
+def test_axum_framing_gives_name_and_payload() -> None:
+    [message] = decode_all([AXUM_EVENT])
+    assert message.event == "job.status"
+    assert message.data.startswith('{"type":"JobStatusChange"')
+    assert "été" in message.data
+
+
+def test_line_endings_lf_cr_crlf_are_equivalent() -> None:
+    lf = b"event: a\ndata: 1\ndata: 2\n\n"
+    cr = lf.replace(b"\n", b"\r")
+    crlf = lf.replace(b"\n", b"\r\n")
+    expected = [SSEMessage(event="a", data="1\n2")]
+    assert decode_all([lf]) == expected
+    assert decode_all([cr]) == expected
+    assert decode_all([crlf]) == expected
+
+
+def test_crlf_split_between_chunks_is_one_line_end() -> None:
+    # A CR at the end of one chunk and LF at the start of the next must not make an
+    # empty line (which would dispatch early and lose the event name).
+    messages = decode_all([b"event: x\r", b"\ndata: y\r", b"\n\r", b"\n"])
+    assert messages == [SSEMessage(event="x", data="y")]
+
+
+def test_comments_ignored_and_counted() -> None:
+    decoder = SSEDecoder()
+    assert decoder.feed(b": keepalive\n\n: ping\n\n") == []
+    assert decoder.comments == 2
+
+
+def test_id_and_retry_are_kept() -> None:
+    [message] = decode_all([b"id: 42\nretry: 1500\ndata: x\n\n"])
+    assert message.id == "42"
+    assert message.retry == 1500
+
+
+def test_id_with_null_is_ignored_and_bad_retry_too() -> None:
+    [message] = decode_all([b"id: a\x00b\nretry: 15s\ndata: x\n\n"])
+    assert message.id is None
+    assert message.retry is None
+
+
+def test_no_space_after_colon_and_field_without_colon() -> None:
+    [message] = decode_all([b"data:x\ndata\n\n"])
+    assert message.data == "x\n"
+
+
+def test_event_without_data_is_not_dispatched() -> None:
+    assert decode_all([b"event: lonely\n\ndata: after\n\n"]) == [SSEMessage(event="message", data="after")]
+
+
+def test_bom_is_stripped_even_when_split() -> None:
+    assert decode_all([b"\xef\xbb", b"\xbfdata: x\n\n"]) == [SSEMessage(event="message", data="x")]
+
+
+def test_unterminated_event_is_discarded_at_close() -> None:
+    decoder = SSEDecoder()
+    assert decoder.feed(b"data: half") == []
+    decoder.close()
+    assert decoder.feed(b"\n\n") == []
+
+
+@given(st.lists(st.integers(min_value=0, max_value=10_000), max_size=12))
+def test_any_chunking_gives_the_same_messages(cuts: list[int]) -> None:
+    stream = AXUM_EVENT + b": keepalive\r\n\r\n" + AXUM_EVENT.replace(b"\n", b"\r\n") + AXUM_EVENT.replace(b"\n", b"\r")
+    whole = decode_all([stream])
+    assert len(whole) == 3
+    assert decode_all(split_at(stream, cuts)) == whole
+
+
+@given(st.binary(max_size=2000), st.lists(st.integers(min_value=0, max_value=2000), max_size=8))
+def test_arbitrary_bytes_never_raise_and_chunking_is_invisible(data: bytes, cuts: list[int]) -> None:
+    whole = decode_all([data])
+    assert decode_all(split_at(data, cuts)) == whole
+    for message in whole:
+        assert isinstance(message.data, str)
