@@ -8,15 +8,12 @@ LF is simply carried over) and was faster in ``bench/sse_decoder.py``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 __all__ = ["SSEDecoder", "SSEMessage"]
 
-_BOM = b"\xef\xbb\xbf"
 
-
-@dataclass(frozen=True, slots=True)
-class SSEMessage:
+class SSEMessage(NamedTuple):
     """One dispatched event: ``event`` defaults to ``"message"`` as in the spec."""
 
     event: str
@@ -65,13 +62,37 @@ class SSEDecoder:
         if b"\r" in buffer:
             self._skip_lf = buffer.endswith(b"\r")
             buffer = buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        lines = buffer.split(b"\n")
-        self._pending = lines.pop()
+        end = buffer.rfind(b"\n")
+        if end < 0:
+            self._pending = buffer
+            return []
+        self._pending = buffer[end + 1 :]
+        # Complete lines are complete UTF-8: decoding them at once is safe and cheap.
+        text = buffer[:end].decode("utf-8", "replace")
+        if self._first:
+            self._first = False
+            if text.startswith("\ufeff"):
+                text = text[1:]
         out: list[SSEMessage] = []
-        for line in lines:
-            message = self._line(line)
-            if message is not None:
-                out.append(message)
+        data = self._data
+        for line in text.split("\n"):
+            if not line:
+                if data:
+                    out.append(
+                        SSEMessage(
+                            self._event or "message", "\n".join(data), self._last_id, self._retry
+                        )
+                    )
+                    data = self._data = []
+                self._event = ""
+            elif line.startswith("data: "):
+                data.append(line[6:])
+            elif line.startswith("event: "):
+                self._event = line[7:]
+            elif line[0] == ":":
+                self.comments += 1
+            else:
+                self._field(line)
         return out
 
     def close(self) -> None:
@@ -81,17 +102,7 @@ class SSEDecoder:
         self._event = ""
         self._data = []
 
-    def _line(self, raw: bytes) -> SSEMessage | None:
-        if self._first:
-            self._first = False
-            if raw.startswith(_BOM):
-                raw = raw[3:]
-        if not raw:
-            return self._dispatch()
-        if raw[0] == 0x3A:  # ':'
-            self.comments += 1
-            return None
-        line = raw.decode("utf-8", "replace")
+    def _field(self, line: str) -> None:
         name, sep, value = line.partition(":")
         if sep and value[:1] == " ":
             value = value[1:]
@@ -104,18 +115,3 @@ class SSEDecoder:
                 self._last_id = value
         elif name == "retry" and value.isascii() and value.isdigit():
             self._retry = int(value)
-        return None
-
-    def _dispatch(self) -> SSEMessage | None:
-        if not self._data:
-            self._event = ""
-            return None
-        message = SSEMessage(
-            event=self._event or "message",
-            data="\n".join(self._data),
-            id=self._last_id,
-            retry=self._retry,
-        )
-        self._event = ""
-        self._data = []
-        return message
