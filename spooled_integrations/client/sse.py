@@ -16,7 +16,7 @@ import socket
 import ssl
 import threading
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
 import httpcore
 
@@ -124,7 +124,9 @@ class SSEClient(BaseClient):
             network_backend=_TrackingBackend(self._remember_socket),
             max_connections=1,
         )
+        url = self.options.base_url + self._path_and_query()
         headers = [
+            (b"Host", urlsplit(url).netloc.encode()),
             (b"Authorization", f"Bearer {token}".encode()),
             (b"Accept", b"text/event-stream"),
             (b"Cache-Control", b"no-cache"),
@@ -138,7 +140,6 @@ class SSEClient(BaseClient):
                 "pool": timeout,
             }
         }
-        url = self.options.base_url + self._path_and_query()
         try:
             response = pool.handle_request(
                 httpcore.Request("GET", url, headers=headers, extensions=extensions)
