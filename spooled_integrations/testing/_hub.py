@@ -1,0 +1,160 @@
+"""Open streams, the broadcast that stands in for Redis ``org:{org}:events``, counters
+and armed faults.
+
+Streams and faults are touched only on the emulator's loop thread; counters are also
+read from test threads, so they live behind a lock (a condition, for waiters).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from spooled_integrations.testing._wire import Envelope, StreamFilter, sse_event
+
+__all__ = ["Hub", "Item", "Rejection", "Stream"]
+
+Transport = Literal["ws", "sse"]
+
+
+@dataclass(frozen=True)
+class Item:
+    """One thing a stream's writer should do.
+
+    ``data``: a pre-rendered WS text frame (str) or SSE chunk (bytes); ``binary``: a WS
+    binary frame; ``ping``: a WS ``Ping`` envelope; ``close``: WS Close ``code`` or SSE
+    end of body; ``end``: stop writing.
+    """
+
+    kind: Literal["data", "binary", "ping", "close", "end"]
+    payload: str | bytes = b""
+    code: int = 0
+
+
+@dataclass(eq=False)
+class Stream:
+    """One open WS connection or SSE response."""
+
+    kind: Transport
+    transport: asyncio.Transport | None
+    filter: StreamFilter | None = None  # None: published events never reach it
+    raw: bool = False  # receives publish_raw()
+    queue: asyncio.Queue[Item] = field(default_factory=asyncio.Queue)
+
+    def put(self, item: Item) -> None:
+        self.queue.put_nowait(item)
+
+    def abort(self) -> None:
+        """Drop the TCP connection: no Close frame, no chunked terminator."""
+        if self.transport is not None:
+            self.transport.abort()
+
+
+@dataclass(frozen=True)
+class Rejection:
+    status: int
+    body: str | bytes | dict[str, Any] | list[Any] | None
+    retry_after: float | str | None
+
+
+class Hub:
+    """Registry of open streams, broadcast, counters, and one-shot faults."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._counters: Counter[str] = Counter()
+        self._current: Counter[str] = Counter()
+        self.streams: set[Stream] = set()
+        self.stalled = False
+        self.rejections: deque[Rejection] = deque()
+        self.accept_then_close = 0
+
+    # -- counters (any thread) ------------------------------------------------
+
+    def count(self, name: str, amount: int = 1) -> None:
+        with self._cond:
+            self._counters[name] += amount
+
+    def counters(self) -> dict[str, int]:
+        with self._cond:
+            snapshot = dict(self._counters)
+            for kind in ("ws", "sse"):
+                snapshot[f"{kind}_current"] = self._current[kind]
+            return snapshot
+
+    def value(self, name: str) -> int:
+        with self._cond:
+            return self._counters[name]
+
+    def current(self, kind: Transport) -> int:
+        with self._cond:
+            return self._current[kind]
+
+    def reset_counters(self) -> None:
+        with self._cond:
+            self._counters.clear()
+
+    def wait_for(self, kind: Transport, at_least: int, timeout: float) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: self._current[kind] >= at_least, timeout)
+
+    # -- streams (loop thread) ------------------------------------------------
+
+    def add(self, stream: Stream) -> None:
+        self.streams.add(stream)
+        with self._cond:
+            self._current[stream.kind] += 1
+            self._counters[f"{stream.kind}_accepted"] += 1
+            self._cond.notify_all()
+
+    def remove(self, stream: Stream) -> None:
+        if stream not in self.streams:
+            return
+        self.streams.discard(stream)
+        with self._cond:
+            self._current[stream.kind] -= 1
+            self._cond.notify_all()
+
+    def broadcast(self, envelope: Envelope) -> None:
+        """Queue ``envelope`` on every stream whose filter accepts it."""
+        if self.stalled:
+            self.count("stalled_drops")
+            return
+        rendered: dict[Transport, str | bytes] = {}
+        for stream in list(self.streams):
+            if stream.filter is None or not stream.filter.accepts(envelope):
+                continue
+            if stream.kind not in rendered:
+                payload = envelope.json()
+                rendered[stream.kind] = (
+                    payload.decode() if stream.kind == "ws" else sse_event(envelope.dotted, payload)
+                )
+            stream.put(Item("data", rendered[stream.kind]))
+
+    def broadcast_raw(self, ws_item: Item, sse_chunk: bytes) -> None:
+        if self.stalled:
+            self.count("stalled_drops")
+            return
+        for stream in list(self.streams):
+            if stream.raw:
+                stream.put(ws_item if stream.kind == "ws" else Item("data", sse_chunk))
+
+    def abort_all(self) -> None:
+        for stream in list(self.streams):
+            stream.abort()
+
+    def close_all(self, code: int, reason: str) -> None:
+        for stream in list(self.streams):
+            stream.put(Item("close", reason, code))
+
+    def take_rejection(self) -> Rejection | None:
+        return self.rejections.popleft() if self.rejections else None
+
+    def take_accept_then_close(self) -> bool:
+        if self.accept_then_close <= 0:
+            return False
+        self.accept_then_close -= 1
+        return True

@@ -1,0 +1,653 @@
+"""The emulator's aiohttp application: auth, WebSocket, SSE and the REST subset.
+
+Runs on the emulator's event loop; :class:`~spooled_integrations.testing.Emulator`
+owns the thread and marshals control calls here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from http import HTTPStatus
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from spooled_integrations.protocol.vocabulary import TERMINAL_STATUSES
+from spooled_integrations.testing._auth import Auth, Identity, Rejected
+from spooled_integrations.testing._config import Settings
+from spooled_integrations.testing._hub import Hub, Item, Rejection, Stream
+from spooled_integrations.testing._state import Published, State
+from spooled_integrations.testing._wire import (
+    Envelope,
+    StreamFilter,
+    make_envelope,
+    now_timestamp,
+    sse_comment,
+    sse_event,
+)
+
+__all__ = ["Server"]
+
+logger = logging.getLogger(__name__)
+
+API = "/api/v1"
+_WS_QUERY_FIELDS = ("queue", "job_id", "events", "token")
+_STRICT_COMMANDS = frozenset({"Subscribe", "Unsubscribe", "Ping"})
+_LENIENT_COMMANDS = _STRICT_COMMANDS | {"subscribe", "unsubscribe", "ping"}
+_QUEUE_FILTER_EXTRA = frozenset("-_.*")
+
+# A poll step: (chunks to write, each flagged "is a data event"), then "end the body".
+PollResult = tuple[list[tuple[bytes, bool]], bool]
+
+
+def _text(status: int, text: str) -> web.Response:
+    return web.Response(status=status, text=text)
+
+
+def _json_response(status: int, value: Any) -> web.Response:
+    return web.Response(status=status, text=json.dumps(value), content_type="application/json")
+
+
+def _invalid_json(message: str) -> Rejected:
+    detail = {"field": "body", "message": message, "code": "PARSE_ERROR"}
+    return Rejected(400, {"error": "Invalid JSON", "code": "INVALID_JSON", "details": [detail]})
+
+
+def _validation_error(field: str, message: str) -> Rejected:
+    detail = {"field": field, "message": message, "code": "length"}
+    return Rejected(
+        400, {"error": "Validation failed", "code": "VALIDATION_ERROR", "details": [detail]}
+    )
+
+
+def _respond(rejected: Rejected) -> web.Response:
+    if isinstance(rejected.body, str):
+        return _text(rejected.status, rejected.body)
+    return _json_response(rejected.status, rejected.body)
+
+
+async def _read_json(request: web.Request) -> dict[str, Any]:
+    """A JSON object body, with the backend's ``Invalid JSON`` answer for anything else."""
+    if "json" not in request.content_type:
+        raise _invalid_json("Expected request with `Content-Type: application/json`")
+    try:
+        value = json.loads(await request.read())
+    except ValueError:
+        raise _invalid_json("Failed to parse the request body as JSON") from None
+    if not isinstance(value, dict):
+        raise _invalid_json("Expected a JSON object")
+    return value
+
+
+def _field(body: dict[str, Any], name: str, kind: type, *, required: bool = True) -> Any:
+    value = body.get(name)
+    if value is None:
+        if required:
+            raise _invalid_json(f"missing field `{name}`")
+        return None
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise _invalid_json(f"invalid type for `{name}`: expected {kind.__name__}")
+    return value
+
+
+def _valid_queue_filter(queue: str) -> str | None:
+    """The backend's ``validate_queue_filter`` (Python ``isalnum`` ≈ Rust ``is_alphanumeric``)."""
+    if len(queue.encode()) > 100:
+        return "Queue filter too long"
+    if not all(char.isalnum() or char in _QUEUE_FILTER_EXTRA for char in queue):
+        return "Queue filter contains invalid characters"
+    return None
+
+
+def _upgrade_problem(request: web.Request) -> tuple[int, str] | None:
+    """axum's ``WebSocketUpgrade`` rejections, in its order."""
+    headers = request.headers
+    connection = {part.strip().lower() for part in headers.get("Connection", "").split(",")}
+    if "upgrade" not in connection:
+        return 400, "Connection header did not include 'upgrade'"
+    if headers.get("Upgrade", "").lower() != "websocket":
+        return 400, "`Upgrade` header did not include 'websocket'"
+    if headers.get("Sec-WebSocket-Version") != "13":
+        return 400, "`Sec-WebSocket-Version` header did not include '13'"
+    if "Sec-WebSocket-Key" not in headers:
+        return 400, "`Sec-WebSocket-Key` header missing"
+    return None
+
+
+@web.middleware
+async def _api_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    if request.path.startswith(API):
+        version = request.headers.get("X-API-Version")
+        if (
+            version
+            and len(version) <= 16
+            and all(c.isascii() and (c.isalnum() or c == ".") for c in version)
+            and version != "1"
+        ):
+            return _text(400, f"Unsupported API version: {version}. Supported versions: 1")
+    try:
+        return await handler(request)
+    except Rejected as rejected:
+        return _respond(rejected)
+
+
+async def _add_api_headers(request: web.Request, response: web.StreamResponse) -> None:
+    if request.path.startswith(API):
+        response.headers["x-request-id"] = request.headers.get("x-request-id") or str(uuid.uuid4())
+        response.headers["x-api-version"] = "1"
+
+
+class Server:
+    """Routes and per-connection loops. One instance per emulator; reopened on restart."""
+
+    def __init__(self, settings: Settings, auth: Auth, state: State, hub: Hub) -> None:
+        self.settings = settings
+        self.auth = auth
+        self.state = state
+        self.hub = hub
+        self._runner: web.AppRunner | None = None
+
+    # -- lifecycle ------------------------------------------------------------
+
+    async def open(self, host: str, port: int) -> int:
+        """Listen on ``host:port`` and return the bound port."""
+        runner = web.AppRunner(
+            self._application(), handler_cancellation=True, shutdown_timeout=0.25, access_log=None
+        )
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, host, port, reuse_address=True)
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        bound: int = runner.addresses[0][1]
+        return bound
+
+    async def close(self) -> None:
+        """Abort every open stream and stop listening."""
+        runner, self._runner = self._runner, None
+        self.hub.abort_all()
+        if runner is not None:
+            await runner.cleanup()
+
+    def _application(self) -> web.Application:
+        app = web.Application(middlewares=[_api_middleware])
+        app.on_response_prepare.append(_add_api_headers)
+        app.router.add_post(f"{API}/auth/login", self._login)
+        app.router.add_post(f"{API}/auth/refresh", self._refresh)
+        app.router.add_post(f"{API}/auth/logout", self._logout)
+        app.router.add_get(f"{API}/auth/me", self._me)
+        app.router.add_post(f"{API}/auth/validate", self._validate)
+        app.router.add_get(f"{API}/ws", self._websocket)
+        app.router.add_get(f"{API}/events", self._sse_events)
+        app.router.add_get(f"{API}/events/jobs/{{id}}", self._sse_job)
+        app.router.add_get(f"{API}/events/queues/{{name}}", self._sse_queue)
+        app.router.add_post(f"{API}/jobs", self._create_job)
+        app.router.add_get(f"{API}/jobs/{{id}}", self._get_job)
+        app.router.add_post(f"{API}/jobs/{{id}}/cancel", self._cancel_job)
+        app.router.add_post(f"{API}/queues/{{name}}/pause", self._pause_queue)
+        app.router.add_post(f"{API}/queues/{{name}}/resume", self._resume_queue)
+        app.router.add_post(f"{API}/workers/register", self._register_worker)
+        app.router.add_post(f"{API}/workers/{{id}}/heartbeat", self._heartbeat)
+        app.router.add_post(f"{API}/workers/{{id}}/deregister", self._deregister_worker)
+        app.router.add_post("/_emulator/jobs/{id}/status", self._emulator_job_status)
+        app.router.add_post("/_emulator/publish", self._emulator_publish)
+        return app
+
+    # -- publishing -------------------------------------------------------------
+
+    def envelope(self, name: str, fields: dict[str, Any]) -> Envelope:
+        return make_envelope(name, fields, timestamp=now_timestamp(nanos=self.settings.strict))
+
+    def publish(self, name: str, fields: dict[str, Any]) -> Envelope:
+        envelope = self.envelope(name, fields)
+        self.hub.broadcast(envelope)
+        return envelope
+
+    def emit(self, published: Published) -> None:
+        """Publish what an action means, in default mode only (strict: source-faithful)."""
+        if not self.settings.strict:
+            for name, fields in published:
+                self.publish(name, fields)
+
+    # -- /auth ------------------------------------------------------------------
+
+    async def _login(self, request: web.Request) -> web.Response:
+        body = await _read_json(request)
+        api_key = _field(body, "api_key", str)
+        if len(api_key) < 10:
+            raise _validation_error("api_key", "API key must be at least 10 characters")
+        self.hub.count("logins")
+        return _json_response(200, self.auth.login(api_key))
+
+    async def _refresh(self, request: web.Request) -> web.Response:
+        token = _field(await _read_json(request), "refresh_token", str)
+        if len(token) < 10:
+            raise _validation_error("refresh_token", "Invalid refresh token")
+        return _json_response(200, self.auth.refresh(token))
+
+    async def _logout(self, request: web.Request) -> web.Response:
+        self.auth.logout(request.headers.get("Authorization"))
+        return web.Response(status=204)
+
+    async def _me(self, request: web.Request) -> web.Response:
+        return _json_response(200, self.auth.me(request.headers.get("Authorization")))
+
+    async def _validate(self, request: web.Request) -> web.Response:
+        token = _field(await _read_json(request), "token", str)
+        return _json_response(200, self.auth.validate(token))
+
+    def _authenticate(self, request: web.Request) -> Identity:
+        return self.auth.authenticate_header(request.headers.get("Authorization"))
+
+    # -- faults shared by WS and SSE -------------------------------------------------
+
+    def _take_rejection(self) -> web.Response | None:
+        rejection: Rejection | None = self.hub.take_rejection()
+        if rejection is None:
+            return None
+        self.hub.count("rejected_by_fault")
+        body = rejection.body
+        if body is None:
+            body = HTTPStatus(rejection.status).phrase
+        if isinstance(body, (dict, list)):
+            response = _json_response(rejection.status, body)
+        elif isinstance(body, bytes):
+            response = web.Response(status=rejection.status, body=body)
+        else:
+            response = _text(rejection.status, body)
+        if rejection.retry_after is not None:
+            response.headers["Retry-After"] = str(rejection.retry_after)
+        return response
+
+    # -- WebSocket --------------------------------------------------------------------
+
+    async def _websocket(self, request: web.Request) -> web.StreamResponse:
+        rejected = self._take_rejection()
+        if rejected is not None:
+            return rejected
+        strict = self.settings.strict
+        header = request.headers.get("Authorization")
+        # 1. protected-router middleware (default mode: only when a header is sent)
+        if strict or header is not None:
+            self.auth.authenticate_header(header)
+        # 2. upgrade validation
+        problem = _upgrade_problem(request)
+        if problem is not None:
+            return _text(*problem)
+        # 3. query parse: a repeated known field is a serde error
+        for name in _WS_QUERY_FIELDS:
+            if len(request.query.getall(name, [])) > 1:
+                return _text(400, f"Failed to deserialize query string: duplicate field `{name}`")
+        query = {name: request.query.get(name) for name in _WS_QUERY_FIELDS}
+        # 4. the ?token= JWT (strict: always required; default: checked when present)
+        if strict:
+            self.auth.authenticate_ws_query_token(query["token"])
+        elif query["token"] is not None:
+            self.auth.authenticate_ws_query_token(query["token"], check_key=True)
+        elif header is None:
+            raise Rejected(401, "Missing authentication token")
+        # 5. queue filter validation
+        if query["queue"] is not None:
+            invalid = _valid_queue_filter(query["queue"])
+            if invalid is not None:
+                return _text(400, invalid)
+        # 6. per-org connection cap
+        if self.hub.current("ws") >= self.settings.ws_connection_cap:
+            return _text(429, "Too many WebSocket connections")
+        # 7. upgrade
+        ws = web.WebSocketResponse(autoping=False, compress=False, timeout=1.0)
+        await ws.prepare(request)
+        if self.hub.take_accept_then_close():
+            self.hub.count("ws_accepted")
+            self.hub.count("accept_then_close")
+            await ws.close(code=1011, message=b"Internal error")
+            return ws
+        stream = Stream(
+            "ws",
+            request.transport,
+            filter=StreamFilter.parse(query["queue"], query["events"], lenient=not strict),
+            raw=True,
+        )
+        self.hub.add(stream)
+        writer = asyncio.create_task(self._ws_writer(ws, stream))
+        try:
+            async for message in ws:
+                if message.type is WSMsgType.TEXT:
+                    self._ws_command(stream, message.data)
+                elif message.type is WSMsgType.PING and not self.hub.stalled:
+                    await ws.pong(message.data)
+        finally:
+            self.hub.remove(stream)
+            if not writer.done():
+                stream.put(Item("end"))
+                done, _ = await asyncio.wait({writer}, timeout=0.5)
+                if not done:
+                    writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ConnectionError):
+                await writer
+        return ws
+
+    def _ws_command(self, stream: Stream, text: str) -> None:
+        """Client commands: parsed, logged, never acknowledged; ``Ping`` gets a Ping frame."""
+        allowed = _STRICT_COMMANDS if self.settings.strict else _LENIENT_COMMANDS
+        try:
+            command = json.loads(text)
+        except ValueError:
+            command = None
+        name = command.get("cmd") if isinstance(command, dict) else None
+        if (
+            not isinstance(command, dict)
+            or name not in allowed
+            or any(
+                command.get(key) is not None and not isinstance(command.get(key), str)
+                for key in ("queue", "job_id")
+            )
+        ):
+            self.hub.count("ignored_messages")
+            return
+        self.hub.count("commands")
+        logger.debug("emulator: WebSocket command %s", name)
+        if name.lower() == "ping":
+            stream.put(Item("ping"))
+
+    async def _ws_writer(self, ws: web.WebSocketResponse, stream: Stream) -> None:
+        loop = asyncio.get_running_loop()
+        interval = self.settings.ping_interval
+        with contextlib.suppress(ConnectionError):
+            for _ in range(2 if self.settings.strict else 1):
+                await self._ws_ping(ws)
+            next_ping = loop.time() + interval
+            while True:
+                delay = next_ping - loop.time()
+                if delay <= 0:
+                    next_ping = max(next_ping + interval, loop.time())
+                    await self._ws_ping(ws)
+                    continue
+                try:
+                    item = await asyncio.wait_for(stream.queue.get(), delay)
+                except asyncio.TimeoutError:
+                    continue
+                if item.kind == "ping":
+                    await self._ws_ping(ws)
+                elif item.kind == "close":
+                    await ws.close(code=item.code, message=str(item.payload).encode())
+                    return
+                elif item.kind == "end":
+                    return
+                elif self.hub.stalled:
+                    self.hub.count("stalled_drops")
+                elif isinstance(item.payload, str):
+                    await ws.send_str(item.payload)
+                    self.hub.count("frames_sent")
+                else:
+                    await ws.send_bytes(item.payload)
+                    self.hub.count("frames_sent")
+
+    async def _ws_ping(self, ws: web.WebSocketResponse) -> None:
+        if self.hub.stalled:
+            return
+        await ws.send_str(self.envelope("Ping", {}).json().decode())
+        self.hub.count("pings_sent")
+
+    # -- SSE ------------------------------------------------------------------------
+
+    def _sse_identity(self, request: web.Request) -> Identity:
+        header = request.headers.get("Authorization")
+        if self.settings.strict or header is not None:
+            return self.auth.authenticate_header(header)
+        # Default mode: query credentials, as production reportedly accepts.
+        for name in ("token", "api_key"):
+            credential = request.query.get(name)
+            if credential is not None:
+                return self.auth.authenticate_credential(credential)
+        raise Rejected(401, "Missing or invalid Authorization header")
+
+    async def _sse_events(self, request: web.Request) -> web.StreamResponse:
+        rejected = self._take_rejection()
+        if rejected is not None:
+            return rejected
+        self._sse_identity(request)
+        events = StreamFilter.parse(None, request.query.get("events"), lenient=False)
+        published = None
+        if not self.settings.strict:
+            published = StreamFilter.parse(
+                request.query.get("queue"), request.query.get("events"), lenient=True
+            )
+
+        def poll() -> PollResult:
+            if not events.wants_health():
+                return [(sse_comment("keepalive"), False)], False
+            fields = {
+                "database": self.state.database_ok and not self.state.db_error,
+                "redis": self.state.redis_ok,
+            }
+            return [self._sse_data(self.envelope("SystemHealth", fields))], False
+
+        stream = Stream("sse", request.transport, filter=published, raw=True)
+        return await self._sse(request, stream, self.settings.health_interval, poll)
+
+    async def _sse_job(self, request: web.Request) -> web.StreamResponse:
+        rejected = self._take_rejection()
+        if rejected is not None:
+            return rejected
+        self._sse_identity(request)
+        job_id = request.match_info["id"]
+        last: list[str] = []  # the status last emitted (empty before the first poll)
+
+        def poll() -> PollResult:
+            if self.state.db_error:
+                return [self._sse_error("Database error")], False
+            job = self.state.jobs.get(job_id)
+            if job is None:
+                return [self._sse_error("Job not found")], True
+            if last and last[0] == job.status:
+                return [(sse_comment("keepalive"), False)], False
+            fields = {
+                "job_id": job.id,
+                "queue_name": job.queue_name,
+                "old_status": last[0] if last else "",
+                "new_status": job.status,
+            }
+            last[:] = [job.status]
+            chunk = self._sse_data(self.envelope("JobStatusChange", fields))
+            return [chunk], job.status in TERMINAL_STATUSES
+
+        stream = Stream("sse", request.transport)
+        return await self._sse(request, stream, self.settings.job_poll_interval, poll)
+
+    async def _sse_queue(self, request: web.Request) -> web.StreamResponse:
+        rejected = self._take_rejection()
+        if rejected is not None:
+            return rejected
+        self._sse_identity(request)
+        queue_name = request.match_info["name"]
+
+        def poll() -> PollResult:
+            if self.state.db_error:
+                return [self._sse_error("Database error")], False
+            fields: dict[str, Any] = {"queue_name": queue_name}
+            fields.update(self.state.queue_counts(queue_name))
+            return [self._sse_data(self.envelope("QueueStats", fields))], False
+
+        stream = Stream("sse", request.transport)
+        return await self._sse(request, stream, self.settings.queue_poll_interval, poll)
+
+    def _sse_data(self, envelope: Envelope) -> tuple[bytes, bool]:
+        return sse_event(envelope.dotted, envelope.json()), True
+
+    def _sse_error(self, message: str) -> tuple[bytes, bool]:
+        return self._sse_data(self.envelope("Error", {"message": message}))
+
+    async def _sse(
+        self,
+        request: web.Request,
+        stream: Stream,
+        interval: float,
+        poll: Callable[[], PollResult],
+    ) -> web.StreamResponse:
+        response = web.StreamResponse(
+            status=200, headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+        )
+        await response.prepare(request)
+        self.hub.add(stream)
+        try:
+            await self._sse_loop(response, stream, interval, poll)
+            await response.write_eof()
+        except ConnectionError:
+            pass
+        finally:
+            self.hub.remove(stream)
+        return response
+
+    async def _sse_loop(
+        self,
+        response: web.StreamResponse,
+        stream: Stream,
+        interval: float,
+        poll: Callable[[], PollResult],
+    ) -> None:
+        """Poll every ``interval``, forward queued items, ``: ping`` when quiet; return to end."""
+        loop = asyncio.get_running_loop()
+        settings = self.settings
+        start = last_write = loop.time()
+        next_poll = start + interval
+        while True:
+            now = loop.time()
+            if now >= next_poll:
+                next_poll = now + interval
+                if self.hub.stalled:
+                    last_write = now
+                    continue
+                if now - start > settings.max_stream_duration:
+                    return
+                chunks, finished = poll()
+                for chunk, is_data in chunks:
+                    await self._sse_write(response, chunk, is_data=is_data)
+                last_write = loop.time()
+                if finished:
+                    return
+                continue
+            if now >= last_write + settings.keepalive_interval:
+                if not self.hub.stalled:
+                    await self._sse_write(response, sse_comment("ping"), is_data=False)
+                last_write = now
+                continue
+            timeout = min(next_poll, last_write + settings.keepalive_interval) - now
+            try:
+                item = await asyncio.wait_for(stream.queue.get(), timeout)
+            except asyncio.TimeoutError:
+                continue
+            if item.kind in ("close", "end"):
+                return
+            if self.hub.stalled:
+                self.hub.count("stalled_drops")
+                continue
+            payload = item.payload if isinstance(item.payload, bytes) else item.payload.encode()
+            await self._sse_write(response, payload, is_data=True)
+            last_write = loop.time()
+
+    async def _sse_write(
+        self, response: web.StreamResponse, chunk: bytes, *, is_data: bool
+    ) -> None:
+        await response.write(chunk)
+        self.hub.count("frames_sent" if is_data else "comments_sent")
+
+    # -- REST subset -------------------------------------------------------------------
+
+    async def _create_job(self, request: web.Request) -> web.Response:
+        self._authenticate(request)
+        body = await _read_json(request)
+        queue_name = _field(body, "queue_name", str)
+        priority = _field(body, "priority", int, required=False) or 0
+        job, published = self.state.create_job(queue_name, body.get("payload"), priority)
+        self.emit(published)
+        return _json_response(201, {"id": job.id, "created": True})
+
+    async def _get_job(self, request: web.Request) -> web.Response:
+        self._authenticate(request)
+        job = self.state.jobs.get(request.match_info["id"])
+        if job is None:
+            return _json_response(404, {"error": "not_found", "message": "Job not found"})
+        return _json_response(200, job.to_json())
+
+    async def _cancel_job(self, request: web.Request) -> web.Response:
+        self._authenticate(request)
+        job_id = request.match_info["id"]
+        if job_id not in self.state.jobs:
+            return _json_response(404, {"error": "not_found", "message": "Job not found"})
+        try:
+            self.emit(self.state.cancel_job(job_id))
+        except ValueError as exc:
+            return _json_response(409, {"error": "conflict", "message": f"Cannot cancel: {exc}"})
+        return _json_response(200, self.state.jobs[job_id].to_json())
+
+    async def _pause_queue(self, request: web.Request) -> web.Response:
+        return await self._set_paused(request, paused=True)
+
+    async def _resume_queue(self, request: web.Request) -> web.Response:
+        return await self._set_paused(request, paused=False)
+
+    async def _set_paused(self, request: web.Request, *, paused: bool) -> web.Response:
+        self._authenticate(request)
+        name = request.match_info["name"]
+        self.emit(self.state.pause_queue(name, paused=paused))
+        return _json_response(200, {"queue_name": name, "paused": paused})
+
+    async def _register_worker(self, request: web.Request) -> web.Response:
+        self._authenticate(request)
+        body = await _read_json(request)
+        queue_name = _field(body, "queue_name", str)
+        _field(body, "hostname", str, required=False)
+        worker_id, published = self.state.register_worker(queue_name)
+        self.emit(published)
+        return _json_response(201, {"id": worker_id})
+
+    async def _heartbeat(self, request: web.Request) -> web.Response:
+        self._authenticate(request)
+        body = await _read_json(request) if request.can_read_body else {}
+        status = _field(body, "status", str, required=False) or "healthy"
+        current = _field(body, "current_job_id", str, required=False)
+        try:
+            self.emit(self.state.heartbeat(request.match_info["id"], status, current))
+        except KeyError:
+            return _json_response(404, {"error": "not_found", "message": "Worker not found"})
+        return _json_response(200, {"acknowledged": True})
+
+    async def _deregister_worker(self, request: web.Request) -> web.Response:
+        self._authenticate(request)
+        try:
+            self.emit(self.state.deregister_worker(request.match_info["id"]))
+        except KeyError:
+            return _json_response(404, {"error": "not_found", "message": "Worker not found"})
+        return _json_response(200, {"deregistered": True})
+
+    # -- emulator-only controls ---------------------------------------------------------
+
+    async def _emulator_job_status(self, request: web.Request) -> web.Response:
+        body = await _read_json(request)
+        status = _field(body, "status", str)
+        error = _field(body, "error", str, required=False)
+        job_id = request.match_info["id"]
+        if job_id not in self.state.jobs:
+            return _json_response(404, {"error": "not_found", "message": "Job not found"})
+        try:
+            self.emit(self.state.set_job_status(job_id, status, error=error))
+        except ValueError as exc:
+            return _json_response(400, {"error": "bad_request", "message": str(exc)})
+        return _json_response(200, self.state.jobs[job_id].to_json())
+
+    async def _emulator_publish(self, request: web.Request) -> web.Response:
+        body = await _read_json(request)
+        name = _field(body, "type", str)
+        data = _field(body, "data", dict, required=False) or {}
+        return _json_response(200, self.publish(name, data).body)
