@@ -1,0 +1,47 @@
+"""The framework-neutral runtime: signals, subscriptions, routing and dispatch.
+
+Importing this package starts nothing; a :class:`SpooledRuntime` starts its threads
+in :meth:`~SpooledRuntime.start`.
+"""
+
+from spooled_integrations.runtime.dedupe import DuplicateFilter
+from spooled_integrations.runtime.dispatcher import Dispatcher, DrainReport, RetryPolicy
+from spooled_integrations.runtime.metrics import Metrics
+from spooled_integrations.runtime.publisher import PublishedCall, Publisher, RecordingPublisher
+from spooled_integrations.runtime.router import Router
+from spooled_integrations.runtime.signals import (
+    connection_state_changed,
+    event_dropped,
+    leadership_changed,
+    receiver_failed,
+    send_isolated,
+    spooled_signal,
+    stream_gap,
+)
+from spooled_integrations.runtime.subscriptions import (
+    Subscription,
+    SubscriptionSet,
+    load_subscriptions,
+)
+
+__all__ = [
+    "Dispatcher",
+    "DrainReport",
+    "DuplicateFilter",
+    "Metrics",
+    "PublishedCall",
+    "Publisher",
+    "RecordingPublisher",
+    "RetryPolicy",
+    "Router",
+    "Subscription",
+    "SubscriptionSet",
+    "connection_state_changed",
+    "event_dropped",
+    "leadership_changed",
+    "load_subscriptions",
+    "receiver_failed",
+    "send_isolated",
+    "spooled_signal",
+    "stream_gap",
+]

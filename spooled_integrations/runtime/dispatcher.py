@@ -1,0 +1,341 @@
+"""The dispatch stage: a bounded queue and one thread between the reader and the targets.
+
+The network reader calls :meth:`Dispatcher.submit`, which never blocks: when the queue
+is full the event is dropped, counted and signalled, so a slow receiver or a slow broker
+can never stall reading (and with it the connection's liveness). The dispatch thread
+takes events in order and, for each one:
+
+1. drops it if older than the global ``max_age`` (server timestamp);
+2. drops it if it repeats a job transition inside the duplicate window;
+3. sends :data:`~spooled_integrations.runtime.signals.spooled_signal`, receiver by
+   receiver;
+4. routes it and publishes to each matching target, retrying failed publishes with
+   exponential backoff inside a bounded budget; when the budget runs out the publish
+   is dropped, counted and signalled.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from spooled_integrations._redact import redact
+from spooled_integrations.protocol import Event
+from spooled_integrations.runtime.dedupe import DuplicateFilter
+from spooled_integrations.runtime.metrics import Metrics
+from spooled_integrations.runtime.publisher import Publisher
+from spooled_integrations.runtime.router import Router
+from spooled_integrations.runtime.signals import event_dropped, send_isolated, spooled_signal
+from spooled_integrations.runtime.subscriptions import Subscription
+
+__all__ = ["DEFAULT_QUEUE_SIZE", "Dispatcher", "DrainReport", "RetryPolicy"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_QUEUE_SIZE = 10_000
+
+_WAKE = object()  # queued by stop() to wake a thread blocked on an empty queue
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Publish retries: ``attempts`` in total, all within ``budget`` seconds.
+
+    The delay before retry *n* is ``initial_delay * 2**(n-1)``, capped at ``max_delay``,
+    minus up to ``jitter`` (a fraction) so a fleet does not retry in lockstep.
+    """
+
+    attempts: int = 5
+    budget: float = 30.0
+    initial_delay: float = 0.2
+    max_delay: float = 5.0
+    jitter: float = 0.2
+
+    def __post_init__(self) -> None:
+        if self.attempts < 1:
+            raise ValueError("attempts must be >= 1")
+        if self.budget < 0 or self.initial_delay < 0 or self.max_delay < 0:
+            raise ValueError("budget and delays must be >= 0")
+        if not 0 <= self.jitter <= 1:
+            raise ValueError("jitter must be between 0 and 1")
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
+        base: float = min(self.max_delay, self.initial_delay * 2.0 ** (attempt - 1))
+        return base * (1 - self.jitter * random.random())
+
+
+@dataclass(frozen=True)
+class DrainReport:
+    """What :meth:`Dispatcher.stop` managed: events handled while draining, events left."""
+
+    drained: int
+    left: int
+    timed_out: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Dispatcher:
+    """Bounded queue + one dispatch thread (see the module docstring).
+
+    ``signal_sender`` is the sender of :data:`event_dropped` (the runtime passes
+    itself). ``wall_clock`` (seconds since the epoch) judges event age; inject it in
+    tests.
+    """
+
+    def __init__(
+        self,
+        router: Router,
+        *,
+        publisher: Publisher | None = None,
+        metrics: Metrics | None = None,
+        dedupe: DuplicateFilter | None = None,
+        queue_size: int = DEFAULT_QUEUE_SIZE,
+        retry: RetryPolicy | None = None,
+        max_age: float | None = None,
+        signal_sender: Any = None,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        if queue_size < 1:
+            raise ValueError("queue_size must be >= 1")
+        self._router = router
+        self._publisher = publisher
+        self.metrics = metrics if metrics is not None else Metrics()
+        self._dedupe = dedupe
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
+        self._retry = retry or RetryPolicy()
+        self._max_age = max_age
+        self._sender = self if signal_sender is None else signal_sender
+        self._wall_clock = wall_clock
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._accepting = False
+        self._stopping = False
+        self._abandon = threading.Event()  # stop() timed out: finish nothing more
+        self._in_flight = False
+        self._drained = 0
+        self._report: DrainReport | None = None
+        self._overflow_logged_at = 0.0
+        self._overflow_unlogged = 0
+
+    @property
+    def depth(self) -> int:
+        """Events waiting in the queue."""
+        return self._queue.qsize()
+
+    @property
+    def running(self) -> bool:
+        thread = self._thread
+        return thread is not None and thread.is_alive()
+
+    def start(self) -> None:
+        """Start the dispatch thread (idempotent; a stopped dispatcher cannot restart)."""
+        with self._lock:
+            if self._thread is not None:
+                if self._stopping:
+                    raise RuntimeError("a stopped dispatcher cannot be restarted")
+                return
+            self._accepting = True
+            self._thread = threading.Thread(target=self._run, name="spooled-dispatch", daemon=True)
+            self._thread.start()
+
+    def submit(self, event: Event) -> bool:
+        """Queue ``event`` without blocking; False if it was dropped (full or stopped)."""
+        self.metrics.incr("received")
+        if not self._accepting:
+            self._drop(event, "stopped", "the runtime is stopping or not started")
+            return False
+        try:
+            self._queue.put_nowait(event)
+        except queue.Full:
+            self._drop(event, "overflow", f"dispatch queue full ({self._queue.maxsize} events)")
+            self._log_overflow()
+            return False
+        return True
+
+    def stop(self, timeout: float = 10.0) -> DrainReport:
+        """Stop accepting, dispatch what is queued within ``timeout``, report the rest.
+
+        Events still queued (or mid-publish) at the deadline are counted as
+        ``dropped{"stopped"}`` and signalled once on ``event_dropped`` with
+        ``event=None``. Idempotent: later calls return the first report.
+        """
+        with self._lock:
+            if self._report is not None:
+                return self._report
+            self._accepting = False
+            self._stopping = True
+            thread = self._thread
+        if thread is None:
+            report = DrainReport(drained=0, left=0, timed_out=False)
+        else:
+            # When full, the thread is busy and checks _stopping after every event.
+            with contextlib.suppress(queue.Full):
+                self._queue.put_nowait(_WAKE)
+            thread.join(max(0.0, timeout))
+            with self._lock:
+                timed_out = thread.is_alive()
+                if timed_out:
+                    self._abandon.set()
+                left = self._pending() + (1 if timed_out and self._in_flight else 0)
+                report = DrainReport(drained=self._drained, left=left, timed_out=timed_out)
+            if not timed_out:
+                self._discard_pending()
+        if report.left:
+            self.metrics.drop("stopped", report.left)
+            logger.warning(
+                "stopped with %d event(s) not dispatched (drained %d)", report.left, report.drained
+            )
+            send_isolated(
+                event_dropped,
+                self._sender,
+                event=None,
+                reason="stopped",
+                detail=f"{report.left} event(s) not dispatched before the stop timeout",
+            )
+        with self._lock:
+            self._report = report
+        return report
+
+    # -- dispatch thread -----------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is not _WAKE:
+                if self._abandon.is_set():
+                    continue  # counted as left by stop()
+                with self._lock:
+                    self._in_flight = True
+                try:
+                    self._dispatch(item)
+                except Exception:  # never let one event kill the thread
+                    logger.exception("dispatching %s failed", getattr(item, "type", item))
+                finally:
+                    with self._lock:
+                        self._in_flight = False
+                        if self._stopping and not self._abandon.is_set():
+                            self._drained += 1
+            if self._stopping and (self._abandon.is_set() or self._queue.empty()):
+                return
+
+    def _dispatch(self, event: Event) -> None:
+        age = self._age(event)
+        if self._max_age is not None and age is not None and age > self._max_age:
+            self._drop(event, "stale", f"{age:.1f}s old (max_age {self._max_age}s)")
+            return
+        if self._dedupe is not None and self._dedupe.is_duplicate(event):
+            self.metrics.incr("duplicates_suppressed")
+            logger.debug("duplicate suppressed: %s", event.identity_key)
+            return
+        _, failed = send_isolated(spooled_signal, event.type, event=event)
+        self.metrics.incr("signals_sent")
+        if failed:
+            self.metrics.incr("receiver_failures", failed)
+        for subscription in self._router.match(event):
+            if subscription.target is None:
+                continue
+            limit = subscription.max_age
+            if limit is not None and age is not None and age > limit:
+                self._drop(
+                    event, "stale", f"{_label(subscription)}: {age:.1f}s old (max_age {limit}s)"
+                )
+                continue
+            self._publish(subscription, event)
+        self.metrics.incr("dispatched")
+
+    def _publish(self, subscription: Subscription, event: Event) -> None:
+        label = _label(subscription)
+        if self._publisher is None:
+            self._drop(event, "publish_failed", f"{label}: no publisher configured")
+            return
+        payload = subscription.build_payload(event)
+        started = time.monotonic()
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                self._publisher.publish(subscription, payload, event)
+            except Exception as exc:
+                error = redact(f"{type(exc).__name__}: {exc}")
+                delay = self._retry.delay(attempt)
+                spent = time.monotonic() - started
+                if attempt >= self._retry.attempts or spent + delay > self._retry.budget:
+                    logger.error(
+                        "publishing %s to %s failed after %d attempt(s) in %.1fs: %s",
+                        event.type,
+                        label,
+                        attempt,
+                        spent,
+                        error,
+                    )
+                    self._drop(
+                        event, "publish_failed", f"{label}: {error} (after {attempt} attempts)"
+                    )
+                    return
+                self.metrics.incr("publish_retries")
+                logger.warning(
+                    "publishing %s to %s failed (attempt %d), retrying in %.2fs: %s",
+                    event.type,
+                    label,
+                    attempt,
+                    delay,
+                    error,
+                )
+                if self._abandon.wait(delay):
+                    return  # stop() gave up on us; counted as left there
+            else:
+                self.metrics.incr("published")
+                return
+
+    # -- helpers -------------------------------------------------------------------
+
+    def _age(self, event: Event) -> float | None:
+        moment = event.timestamp
+        if moment is None:
+            return None
+        return self._wall_clock() - moment.timestamp()
+
+    def _drop(self, event: Event | None, reason: str, detail: str) -> None:
+        self.metrics.drop(reason)
+        if reason != "overflow":
+            logger.warning("dropped %s (%s): %s", event.type if event else "events", reason, detail)
+        send_isolated(event_dropped, self._sender, event=event, reason=reason, detail=detail)
+
+    def _log_overflow(self) -> None:
+        # One line per 10 s at most: an overflow usually comes as a burst.
+        now = time.monotonic()
+        with self._lock:
+            self._overflow_unlogged += 1
+            if now - self._overflow_logged_at < 10.0 and self._overflow_logged_at:
+                return
+            count, self._overflow_unlogged = self._overflow_unlogged, 0
+            self._overflow_logged_at = now
+        logger.warning(
+            "dispatch queue full (%d events): dropped %d event(s); receivers or the broker "
+            "are slower than the event rate",
+            self._queue.maxsize,
+            count,
+        )
+
+    def _pending(self) -> int:
+        with self._queue.mutex:
+            return sum(1 for item in self._queue.queue if item is not _WAKE)
+
+    def _discard_pending(self) -> None:
+        with self._queue.mutex:
+            self._queue.queue.clear()
+
+
+def _label(subscription: Subscription) -> str:
+    target = subscription.target or "signals"
+    return f"{subscription.name} ({target})" if subscription.name else target

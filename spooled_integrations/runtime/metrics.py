@@ -1,0 +1,82 @@
+"""Every runtime counter in one thread-safe place, read as a JSON-ready snapshot.
+
+The reader thread, the dispatch thread and the caller of ``status()`` all touch these,
+so one lock guards them; an increment is a dict update, far cheaper than the work it
+counts.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+__all__ = ["COUNTERS", "Metrics"]
+
+COUNTERS = (
+    "received",
+    "dispatched",
+    "published",
+    "signals_sent",
+    "duplicates_suppressed",
+    "receiver_failures",
+    "publish_retries",
+    "reconnects",
+)
+"""Plain counters; ``dropped`` and ``protocol_errors`` are counted by reason."""
+
+_BY_REASON = ("dropped", "protocol_errors")
+
+
+class Metrics:
+    """Counters of the runtime.
+
+    - ``received``: events handed to the dispatcher (pings excluded when skipped);
+    - ``dispatched``: events that reached the signal and routing stage;
+    - ``published``: successful hand-offs to a task or actor;
+    - ``signals_sent``: events sent on ``spooled_signal``;
+    - ``dropped[reason]``: ``overflow``, ``stale``, ``publish_failed``, ``stopped``;
+    - ``duplicates_suppressed``, ``receiver_failures``, ``publish_retries``,
+      ``reconnects``, ``protocol_errors[reason]``.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: dict[str, int] = dict.fromkeys(COUNTERS, 0)
+        self._by_reason: dict[str, dict[str, int]] = {name: {} for name in _BY_REASON}
+
+    def incr(self, name: str, amount: int = 1) -> None:
+        """Add ``amount`` to a plain counter (unknown names raise ``KeyError``)."""
+        with self._lock:
+            self._counts[name] += amount
+
+    def drop(self, reason: str, amount: int = 1) -> None:
+        """Count ``amount`` events dropped for ``reason``."""
+        self._incr_reason("dropped", reason, amount)
+
+    def protocol_error(self, reason: str, amount: int = 1) -> None:
+        """Count a skipped frame by its protocol-error reason."""
+        self._incr_reason("protocol_errors", reason, amount)
+
+    def _incr_reason(self, table: str, reason: str, amount: int) -> None:
+        with self._lock:
+            counts = self._by_reason[table]
+            counts[reason] = counts.get(reason, 0) + amount
+
+    def get(self, name: str) -> int:
+        """One plain counter, or the total of a by-reason one."""
+        with self._lock:
+            if name in self._by_reason:
+                return sum(self._by_reason[name].values())
+            return self._counts[name]
+
+    def dropped(self, reason: str) -> int:
+        with self._lock:
+            return self._by_reason["dropped"].get(reason, 0)
+
+    def snapshot(self) -> dict[str, Any]:
+        """A consistent copy: plain counters as ints, by-reason ones as dicts."""
+        with self._lock:
+            result: dict[str, Any] = dict(self._counts)
+            for table, counts in self._by_reason.items():
+                result[table] = dict(counts)
+            return result

@@ -1,0 +1,176 @@
+"""blinker signals for Spooled events and for the runtime's own life.
+
+:data:`spooled_signal` is sent once for every delivered event. The sender is the
+canonical event type string and the event rides in the ``event`` keyword::
+
+    from spooled_integrations.runtime import spooled_signal
+
+    @spooled_signal.connect                      # every event
+    def log_all(sender, event, **kw): ...
+
+    @spooled_signal.connect_via("job.completed")  # one type; aliases work too:
+    def done(sender, event, **kw): ...           # "JobCompleted" is the same sender
+
+Receivers run on the runtime's dispatch thread, one after the other (in no fixed
+order: blinker keeps them in a set). A receiver that raises is logged with its
+traceback and reported on :data:`receiver_failed`; the other receivers still run.
+Keep receivers quick: a slow receiver delays every later event (the reader thread
+is never blocked, but the bounded queue in front of the dispatcher can overflow).
+
+Weak references -- read this once
+    ``signal.connect(fn)`` keeps only a *weak* reference to ``fn`` by default. A
+    module-level function lives as long as its module, so that is fine. A receiver
+    defined *inside a function* (a closure, a lambda, a bound method of a short-lived
+    object) is garbage collected when nothing else refers to it, and it then silently
+    stops receiving. Connect such receivers with ``weak=False`` (and disconnect them
+    yourself), or keep a reference to them. ``connect_via`` already defaults to
+    ``weak=False``.
+
+Operational signals (sender in brackets):
+
+- :data:`connection_state_changed` [runtime]: ``state=``, ``previous=``
+  (:class:`~spooled_integrations.client.ConnectionState` values).
+- :data:`receiver_failed` [the signal whose receiver raised]: ``receiver=``,
+  ``event=`` (``None`` for signals without an event), ``exception=``.
+- :data:`event_dropped` [dispatcher]: ``event=`` (``None`` when several were dropped
+  at once), ``reason=`` (``overflow``, ``stale``, ``publish_failed``, ``stopped``),
+  ``detail=`` (a short human-readable string).
+- :data:`stream_gap` [runtime]: ``disconnected_at=``, ``reconnected_at=`` (aware UTC
+  datetimes); events published in between may have been missed.
+- :data:`leadership_changed` [runtime]: reserved for fleet coordination.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from blinker import ANY, NamedSignal
+
+from spooled_integrations.protocol import canonical_name
+
+__all__ = [
+    "SpooledSignal",
+    "connection_state_changed",
+    "event_dropped",
+    "leadership_changed",
+    "receiver_failed",
+    "send_isolated",
+    "spooled_signal",
+    "stream_gap",
+]
+
+logger = logging.getLogger(__name__)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _sender_key(sender: Any) -> Any:
+    # str() first: an EventType member must become the plain canonical string.
+    if isinstance(sender, str):
+        return canonical_name(str(sender))
+    return sender
+
+
+class SpooledSignal(NamedSignal):
+    """A signal whose string senders are event names: aliases map to one sender.
+
+    ``connect_via("JobCompleted")``, ``connect_via("job.completed")`` and
+    ``connect_via(EventType.JOB_COMPLETED)`` all register for the same sender.
+    """
+
+    def send(self, sender: Any = None, /, **kwargs: Any) -> list[tuple[Callable[..., Any], Any]]:
+        return super().send(_sender_key(sender), **kwargs)
+
+    def connect(self, receiver: F, sender: Any = ANY, weak: bool = True) -> F:
+        return super().connect(receiver, _sender_key(sender), weak)
+
+    def disconnect(self, receiver: Callable[..., Any], sender: Any = ANY) -> None:
+        super().disconnect(receiver, _sender_key(sender))
+
+    def receivers_for(self, sender: Any) -> Any:
+        return super().receivers_for(_sender_key(sender))
+
+    def has_receivers_for(self, sender: Any) -> bool:
+        return super().has_receivers_for(_sender_key(sender))
+
+
+spooled_signal = SpooledSignal(
+    "spooled.event",
+    doc="Sent for every delivered Spooled event; sender = canonical type, kwarg event=.",
+)
+connection_state_changed = NamedSignal(
+    "spooled.connection_state_changed",
+    doc="The realtime connection changed state; sender = runtime, kwargs state=, previous=.",
+)
+receiver_failed = NamedSignal(
+    "spooled.receiver_failed",
+    doc="A signal receiver raised; sender = the signal, kwargs receiver=, event=, exception=.",
+)
+event_dropped = NamedSignal(
+    "spooled.event_dropped",
+    doc="An event was not dispatched; sender = dispatcher, kwargs event=, reason=, detail=.",
+)
+stream_gap = NamedSignal(
+    "spooled.stream_gap",
+    doc="The stream was down between disconnected_at= and reconnected_at=; sender = runtime.",
+)
+leadership_changed = NamedSignal(
+    "spooled.leadership_changed",
+    doc="Reserved: this node gained or lost dispatch leadership (fleet coordination).",
+)
+
+_local = threading.local()
+
+
+def send_isolated(signal: NamedSignal, sender: Any, **kwargs: Any) -> tuple[int, int]:
+    """Call every receiver of ``signal`` for ``sender``; one failure never stops the rest.
+
+    Unlike blinker's ``send``, an exception is logged with its traceback and reported on
+    :data:`receiver_failed` instead of propagating. A receiver of ``receiver_failed``
+    that raises itself is only logged (no report about the report). Coroutine
+    receivers are not supported and count as failures. Returns ``(ok, failed)``.
+    """
+    if signal.is_muted:
+        return 0, 0
+    if isinstance(signal, SpooledSignal):
+        sender = _sender_key(sender)
+    ok = failed = 0
+    # Materialise first: a receiver may connect or disconnect while we iterate.
+    for receiver in list(signal.receivers_for(sender)):
+        try:
+            result = receiver(sender, **kwargs)
+            if hasattr(result, "__await__"):
+                close = getattr(result, "close", None)
+                if callable(close):
+                    close()  # avoid "coroutine was never awaited"
+                raise TypeError(f"receiver {_describe(receiver)} is a coroutine function")
+        except Exception as exc:
+            failed += 1
+            logger.exception(
+                "receiver %s of %s failed (sender %r)", _describe(receiver), signal.name, sender
+            )
+            _report_failure(signal, receiver, kwargs.get("event"), exc)
+        else:
+            ok += 1
+    return ok, failed
+
+
+def _report_failure(
+    signal: NamedSignal, receiver: Callable[..., Any], event: Any, exc: Exception
+) -> None:
+    if getattr(_local, "reporting", False):
+        return
+    _local.reporting = True
+    try:
+        send_isolated(receiver_failed, signal, receiver=receiver, event=event, exception=exc)
+    finally:
+        _local.reporting = False
+
+
+def _describe(receiver: Callable[..., Any]) -> str:
+    module = getattr(receiver, "__module__", None) or "?"
+    name = getattr(receiver, "__qualname__", None) or repr(receiver)
+    return f"{module}.{name}"
