@@ -9,6 +9,7 @@ from spooled_integrations.runtime.dispatcher import Dispatcher, DrainReport, Ret
 from spooled_integrations.runtime.metrics import Metrics
 from spooled_integrations.runtime.publisher import PublishedCall, Publisher, RecordingPublisher
 from spooled_integrations.runtime.router import Router
+from spooled_integrations.runtime.runtime import RuntimeConfig, SpooledRuntime
 from spooled_integrations.runtime.signals import (
     connection_state_changed,
     event_dropped,
@@ -34,6 +35,8 @@ __all__ = [
     "RecordingPublisher",
     "RetryPolicy",
     "Router",
+    "RuntimeConfig",
+    "SpooledRuntime",
     "Subscription",
     "SubscriptionSet",
     "connection_state_changed",

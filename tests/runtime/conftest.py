@@ -59,8 +59,14 @@ class Recorder:
             return [kwargs.get(name) for _, kwargs in self.calls]
 
     def wait_count(self, count: int, timeout: float = 5.0) -> bool:
+        return self.wait_for(lambda calls: len(calls) >= count, timeout)
+
+    def wait_for(
+        self, condition: Callable[[list[tuple[Any, dict[str, Any]]]], bool], timeout: float = 5.0
+    ) -> bool:
+        """Wait until ``condition(calls)`` holds; False on timeout."""
         with self._cond:
-            return self._cond.wait_for(lambda: len(self.calls) >= count, timeout)
+            return self._cond.wait_for(lambda: condition(self.calls), timeout)
 
 
 @pytest.fixture

@@ -1,0 +1,332 @@
+"""The runtime: one realtime client, one dispatcher, and what an operator sees.
+
+``SpooledRuntime`` owns a WebSocket or SSE client (reading on the client's thread) and
+a :class:`~spooled_integrations.runtime.dispatcher.Dispatcher` (dispatching on its own
+thread), with a bounded queue between them. Framework modules start it from their boot
+hooks and stop it from their shutdown hooks; it also runs on its own in a plain
+process (see ``examples/signals_only.py``)::
+
+    runtime = SpooledRuntime(RuntimeConfig(connection=ConnectionOptions.from_env()))
+    runtime.start()
+    ...
+    runtime.stop(timeout=10)
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from datetime import datetime, timezone
+from types import TracebackType
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from spooled_integrations.client import (
+    BaseClient,
+    ConnectionOptions,
+    ConnectionState,
+    SubscriptionFilter,
+    create_client,
+)
+from spooled_integrations.errors import ConfigurationError, ProtocolError, SubscriptionError
+from spooled_integrations.protocol import Event, EventType, format_timestamp
+from spooled_integrations.runtime.dedupe import DuplicateFilter
+from spooled_integrations.runtime.dispatcher import (
+    DEFAULT_QUEUE_SIZE,
+    Dispatcher,
+    DrainReport,
+    RetryPolicy,
+)
+from spooled_integrations.runtime.metrics import Metrics
+from spooled_integrations.runtime.publisher import Publisher
+from spooled_integrations.runtime.router import Router
+from spooled_integrations.runtime.signals import (
+    connection_state_changed,
+    send_isolated,
+    stream_gap,
+)
+from spooled_integrations.runtime.subscriptions import (
+    SubscriptionSet,
+    load_subscriptions,
+    position,
+)
+
+__all__ = ["RuntimeConfig", "SpooledRuntime"]
+
+logger = logging.getLogger(__name__)
+
+
+class RuntimeConfig(BaseModel):
+    """Everything a :class:`SpooledRuntime` needs; validated when built.
+
+    ``connection`` defaults to :meth:`ConnectionOptions.from_env` (``SPOOLED_*``
+    variables). ``subscriptions`` accepts whatever :func:`load_subscriptions` does (a
+    list, a ``.toml``/``.yaml`` path, a ``SubscriptionSet``). Building it directly
+    raises :class:`SubscriptionError` for bad subscriptions and
+    :class:`ConfigurationError` for any other bad value.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+
+    connection: ConnectionOptions = Field(default_factory=ConnectionOptions.from_env)
+    transport: Literal["ws", "sse"] = "ws"
+    filter: SubscriptionFilter | None = None
+    """Server/client-side event filter of the connection (``None``: every event)."""
+    subscriptions: SubscriptionSet = Field(default_factory=SubscriptionSet)
+    queue_size: int = Field(default=DEFAULT_QUEUE_SIZE, ge=1)
+    """Events buffered between the reader and the dispatcher; more are dropped."""
+    dedupe_window: float = Field(default=60.0, ge=0)
+    """Seconds within which a repeated job transition is suppressed (0 disables)."""
+    dedupe_max_entries: int = Field(default=100_000, ge=1)
+    max_age: float | None = Field(default=None, gt=0)
+    """Drop every event older than this many seconds (server timestamp) before signals."""
+    publish_attempts: int = Field(default=5, ge=1)
+    publish_budget: float = Field(default=30.0, ge=0)
+    """Seconds one publish may take in total, retries included."""
+    publish_backoff: float = Field(default=0.2, ge=0)
+    publish_backoff_max: float = Field(default=5.0, ge=0)
+    skip_ping: bool = True
+    """Pings prove liveness only; they are not signalled or routed."""
+
+    def __init__(self, **data: Any) -> None:
+        if data.get("subscriptions") is not None:
+            data["subscriptions"] = load_subscriptions(data["subscriptions"])
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise ConfigurationError(_describe_validation(exc)) from None
+
+    @field_validator("subscriptions", mode="before")
+    @classmethod
+    def _load(cls, value: Any) -> SubscriptionSet:
+        return load_subscriptions([] if value is None else value)
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(
+            attempts=self.publish_attempts,
+            budget=self.publish_budget,
+            initial_delay=self.publish_backoff,
+            max_delay=max(self.publish_backoff_max, self.publish_backoff),
+        )
+
+
+def _describe_validation(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors(include_url=False):
+        loc = ".".join(str(p) for p in error["loc"])
+        parts.append(f"{loc}: {error['msg']}" if loc else error["msg"])
+    return "invalid Spooled runtime config: " + "; ".join(parts)
+
+
+class SpooledRuntime:
+    """Connect, dispatch, report. Thread-safe; ``start``/``stop`` are idempotent.
+
+    ``publisher`` reaches the subscriptions' tasks/actors; it is required when any
+    subscription has a target and is asked to validate them here, so a bad setup fails
+    at boot with every problem listed.
+    """
+
+    def __init__(self, config: RuntimeConfig, publisher: Publisher | None = None) -> None:
+        self.config = config
+        self.publisher = publisher
+        subscriptions = config.subscriptions
+        targeted = subscriptions.targets
+        if targeted and publisher is None:
+            names = ", ".join(str(s.target) for s in targeted[:3])
+            raise ConfigurationError(
+                f"{len(targeted)} subscription(s) name a task or actor ({names}...) but the "
+                "runtime has no publisher; use the Celery or Dramatiq integration, or "
+                "drop the targets for signal-only use"
+            )
+        if publisher is not None:
+            problems = publisher.validate(subscriptions)
+            if problems:
+                raise SubscriptionError(problems)
+        self.metrics = Metrics()
+        self.router = Router(subscriptions)
+        self._dispatcher = Dispatcher(
+            self.router,
+            publisher=publisher,
+            metrics=self.metrics,
+            dedupe=DuplicateFilter(config.dedupe_window, max_entries=config.dedupe_max_entries),
+            queue_size=config.queue_size,
+            retry=config.retry_policy,
+            max_age=config.max_age,
+            signal_sender=self,
+        )
+        self._lock = threading.Lock()
+        self._client: BaseClient | None = None
+        self._started = False
+        self._stop_report: DrainReport | None = None
+        self._state = ConnectionState.DISCONNECTED
+        self._ever_connected = False
+        self._connected_since: datetime | None = None
+        self._disconnected_at: datetime | None = None
+        self._last_event_at: datetime | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"SpooledRuntime(transport={self.config.transport!r}, state={self._state.value!r}, "
+            f"subscriptions={len(self.config.subscriptions)})"
+        )
+
+    def __enter__(self) -> SpooledRuntime:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def state(self) -> ConnectionState:
+        return self._state
+
+    @property
+    def client(self) -> BaseClient | None:
+        """The realtime client once started (for diagnostics)."""
+        return self._client
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start dispatching and connecting in the background; returns at once.
+
+        No network I/O happens on the calling thread. Idempotent; a stopped runtime
+        cannot be started again (build a new one).
+        """
+        with self._lock:
+            if self._stop_report is not None:
+                raise RuntimeError("a stopped SpooledRuntime cannot be restarted; create a new one")
+            if self._started:
+                return
+            self._warn_about_once_delivery()
+            client = create_client(
+                self.config.connection, self.config.transport, self.config.filter
+            )
+            client.on_event(self._on_event)
+            client.on_state_change(self._on_state_change)
+            client.on_error(self._on_error)
+            self._client = client
+            self._dispatcher.start()
+            client.start()
+            self._started = True
+        logger.info(
+            "Spooled runtime started (%s, %d subscription(s))",
+            self.config.transport,
+            len(self.config.subscriptions),
+        )
+
+    def stop(self, timeout: float = 10.0) -> DrainReport:
+        """Disconnect, then dispatch what is queued; return within ``timeout`` seconds.
+
+        Returns the drain report (``drained``, ``left``, ``timed_out``); events left are
+        counted as ``dropped{"stopped"}``. Idempotent: later calls return the first
+        report at once.
+        """
+        deadline = time.monotonic() + max(0.0, timeout)
+        with self._lock:
+            if self._stop_report is not None:
+                return self._stop_report
+            client = self._client
+            self._started = False
+        if client is not None:
+            # disconnect() aborts the socket, so it is quick even mid-backoff or stalled.
+            client.disconnect(timeout=min(2.0, max(0.0, timeout) / 2))
+        report = self._dispatcher.stop(max(0.0, deadline - time.monotonic()))
+        with self._lock:
+            self._stop_report = report
+        logger.info("Spooled runtime stopped (drained %d, left %d)", report.drained, report.left)
+        return report
+
+    # -- status ----------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        """A JSON-serializable picture for operators (health endpoints, ``listen``)."""
+        client = self._client
+        stats = client.stats if client is not None else None
+        return {
+            "state": self._state.value,
+            "running": self._started,
+            "transport": self.config.transport,
+            "connected": self._state == ConnectionState.CONNECTED,
+            "connected_since": _iso(self._connected_since),
+            "last_event_at": _iso(self._last_event_at),
+            "last_error": stats.last_error if stats is not None else None,
+            "counters": self.metrics.snapshot(),
+            "queue_depth": self._dispatcher.depth,
+            "queue_size": self.config.queue_size,
+            "subscriptions": len(self.config.subscriptions),
+            "coordination": None,
+        }
+
+    # -- client callbacks (reader thread) ----------------------------------------------
+
+    def _on_event(self, event: Event) -> None:
+        if self.config.skip_ping and event.type == EventType.PING:
+            return
+        self._last_event_at = datetime.now(timezone.utc)
+        self._dispatcher.submit(event)
+
+    def _on_state_change(self, state: ConnectionState) -> None:
+        now = datetime.now(timezone.utc)
+        gap: tuple[datetime, datetime] | None = None
+        with self._lock:
+            previous, self._state = self._state, state
+            if state == ConnectionState.CONNECTED:
+                self._connected_since = now
+                if self._ever_connected:
+                    self.metrics.incr("reconnects")
+                self._ever_connected = True
+                if self._disconnected_at is not None:
+                    gap = (self._disconnected_at, now)
+                    self._disconnected_at = None
+            elif previous == ConnectionState.CONNECTED:
+                self._connected_since = None
+                self._disconnected_at = now
+        logger.info("Spooled connection %s -> %s", previous.value, state.value)
+        self._count(send_isolated(connection_state_changed, self, state=state, previous=previous))
+        if gap is not None:
+            logger.warning(
+                "Spooled stream gap: disconnected %s, reconnected %s (events in between "
+                "may be missing)",
+                _iso(gap[0]),
+                _iso(gap[1]),
+            )
+            self._count(
+                send_isolated(stream_gap, self, disconnected_at=gap[0], reconnected_at=gap[1])
+            )
+
+    def _on_error(self, exc: Exception) -> None:
+        if isinstance(exc, ProtocolError):
+            self.metrics.protocol_error(exc.reason)
+
+    def _count(self, result: tuple[int, int]) -> None:
+        if result[1]:
+            self.metrics.incr("receiver_failures", result[1])
+
+    def _warn_about_once_delivery(self) -> None:
+        once = [
+            position(index, sub.name)
+            for index, sub in enumerate(self.config.subscriptions)
+            if sub.target is not None and sub.delivery == "once"
+        ]
+        if once:
+            logger.warning(
+                "%d subscription(s) ask for delivery='once' (%s) but no fleet coordination "
+                "is configured: every process running a Spooled runtime dispatches them. "
+                "Run one listener for the fleet, or set delivery='every_node' to say so.",
+                len(once),
+                ", ".join(once[:5]) + ("..." if len(once) > 5 else ""),
+            )
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return format_timestamp(moment) if moment is not None else None
