@@ -1,0 +1,194 @@
+"""The Worker-blueprint bootstep that runs one Spooled runtime per worker node.
+
+Why a Worker bootstep that requires the Pool:
+
+- it runs in the worker's **main process**, once per node, under every pool, and under
+  ``celery.contrib.testing.start_worker`` (which builds a real ``WorkController``);
+- it starts **after** the pool, so prefork children are forked before any listener
+  thread or socket exists;
+- the blueprint stops it on warm shutdown (``stop``) and cold shutdown (``terminate``),
+  before the pool is torn down, so queued events can still be sent to the broker.
+
+Everything that can be wrong is checked when the step is *built* (with the
+``WorkController``), so a bad config stops the worker before it consumes anything.
+Building and starting do no network I/O: the runtime connects on its own thread.
+
+Fork safety: prefork replaces children (``--max-tasks-per-child``,
+``--max-memory-per-child``, a crash) by forking the main process *after* the runtime
+runs. A child inherits a copy of the runtime object, but not its threads. An
+``os.register_at_fork`` hook disarms every copy in the child: the step forgets it, and
+the copy is parked (never used, never garbage collected), so no finalizer in the child
+can touch the parent's socket. Every entry point also checks the owning pid.
+
+gevent and eventlet pools are refused at boot: the runtime uses real OS threads and
+blocking sockets, which green pools monkey-patch. Run the listener on a prefork,
+threads or solo node (``--spooled``) and the green nodes with ``--no-spooled``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import weakref
+from typing import Any
+
+from celery import bootsteps
+
+from spooled_integrations.celery.settings import (
+    SpooledCelerySettings,
+    SpooledImproperlyConfigured,
+    read_enabled,
+    read_settings,
+)
+from spooled_integrations.errors import ConfigurationError, SubscriptionError
+from spooled_integrations.runtime.runtime import SpooledRuntime
+
+__all__ = ["SpooledStep", "installed_apps"]
+
+logger = logging.getLogger(__name__)
+
+installed_apps: weakref.WeakSet[Any] = weakref.WeakSet()
+"""Apps passed to :func:`spooled_integrations.celery.install` (enabled by default)."""
+
+_running: weakref.WeakSet[SpooledStep] = weakref.WeakSet()
+_parked: list[Any] = []  # runtimes inherited by a forked child: kept, never touched
+_fork_hook_lock = threading.Lock()
+_fork_hook = threading.Event()  # set once os.register_at_fork ran (it cannot be undone)
+
+_TERMINATE_TIMEOUT = 1.0
+
+
+def _disarm_after_fork() -> None:
+    """``os.register_at_fork(after_in_child=...)``: no listener survives a fork.
+
+    Runs in the child right after ``fork()``: takes no lock and does no I/O.
+    """
+    for step in list(_running):
+        runtime = step.runtime
+        if runtime is not None:
+            _parked.append(runtime)
+        step.runtime = None
+        step.disarmed = True
+    _running.clear()
+
+
+def _register_fork_hook() -> None:
+    with _fork_hook_lock:
+        if not _fork_hook.is_set():
+            os.register_at_fork(after_in_child=_disarm_after_fork)
+            _fork_hook.set()
+
+
+def _refuse_green_pool(parent: Any) -> None:
+    pool_cls = getattr(parent, "pool_cls", None)
+    if pool_cls is not None and getattr(pool_cls, "is_green", False):
+        name = f"{pool_cls.__module__}.{getattr(pool_cls, '__qualname__', pool_cls)}"
+        raise SpooledImproperlyConfigured(
+            [
+                f"spooled_enabled: the Spooled listener does not run under a green pool "
+                f"({name}); it needs real threads. Start this node with --no-spooled (or "
+                "SPOOLED_ENABLED=0) and run the listener on a prefork, threads or solo node"
+            ]
+        )
+
+
+class SpooledStep(bootsteps.StartStopStep):
+    """Runs the Spooled runtime in the worker main process (see the module docstring)."""
+
+    label = "Spooled"
+    requires = ("celery.worker.components:Pool",)
+
+    def __init__(self, parent: Any, spooled: bool | None = None, **kwargs: Any) -> None:
+        super().__init__(parent, **kwargs)
+        self.runtime: SpooledRuntime | None = None
+        self.settings: SpooledCelerySettings | None = None
+        self.disarmed = False
+        self.hostname = str(getattr(parent, "hostname", "") or "")
+        self._pid = os.getpid()
+        self._stopped = False
+        self._lock = threading.Lock()
+        app = parent.app
+        self.enabled, self.enabled_by = read_enabled(
+            app, cli=spooled, installed=app in installed_apps
+        )
+        if not self.enabled:
+            logger.info("Spooled listener is off on this node (%s)", self.enabled_by)
+            return
+        _refuse_green_pool(parent)
+        self.settings = read_settings(app)
+        try:
+            self.runtime = SpooledRuntime(self.settings.runtime, self.settings.publisher)
+        except (SubscriptionError, ConfigurationError) as exc:
+            problems = getattr(exc, "problems", None) or [str(exc)]
+            raise SpooledImproperlyConfigured(problems) from None
+        runtime = self.settings.runtime
+        logger.info(
+            "Spooled listener enabled (%s): %s %s, %d subscription(s), shutdown timeout %gs",
+            self.enabled_by,
+            runtime.transport,
+            runtime.connection.resolved_ws_url
+            if runtime.transport == "ws"
+            else runtime.connection.base_url,
+            len(runtime.subscriptions),
+            self.settings.shutdown_timeout,
+        )
+
+    def create(self, parent: Any) -> None:
+        return None
+
+    def _owned(self) -> bool:
+        return not self.disarmed and os.getpid() == self._pid
+
+    def start(self, parent: Any) -> None:
+        runtime = self.runtime
+        if runtime is None or not self._owned():
+            return
+        _register_fork_hook()
+        _running.add(self)
+        runtime.start()
+
+    def stop(self, parent: Any) -> None:
+        """Warm shutdown: dispatch what is queued, bounded by ``spooled_shutdown_timeout``."""
+        timeout = self.settings.shutdown_timeout if self.settings else 0.0
+        self._stop(timeout)
+
+    def terminate(self, parent: Any) -> None:
+        """Cold shutdown: close now; queued events are counted as dropped."""
+        timeout = self.settings.shutdown_timeout if self.settings else 0.0
+        self._stop(min(timeout, _TERMINATE_TIMEOUT))
+
+    def shutdown(self, parent: Any) -> None:
+        self.stop(parent)
+
+    def _stop(self, timeout: float) -> None:
+        with self._lock:
+            runtime = self.runtime
+            if runtime is None or self._stopped or not self._owned():
+                return
+            self._stopped = True
+        _running.discard(self)
+        # The runtime bounds its own stop; this guard holds even if it did not, so a
+        # worker always exits within its shutdown time.
+        worker = threading.Thread(
+            target=runtime.stop, args=(timeout,), name="spooled-stop", daemon=True
+        )
+        worker.start()
+        worker.join(timeout + 2.0)
+        if worker.is_alive():
+            logger.error(
+                "Spooled runtime did not stop within %.1fs; leaving it to exit with the worker",
+                timeout + 2.0,
+            )
+
+    def status(self) -> dict[str, Any]:
+        """What ``celery inspect spooled_status`` shows for this node (JSON-ready)."""
+        result: dict[str, Any] = {
+            "enabled": self.enabled,
+            "enabled_by": self.enabled_by,
+            "pid": os.getpid(),
+        }
+        runtime = self.runtime
+        if runtime is not None and self._owned():
+            result.update(runtime.status())
+        return result

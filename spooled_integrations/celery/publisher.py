@@ -1,0 +1,165 @@
+"""The runtime's Celery publisher: ``app.send_task(name, args=[payload], **options)``.
+
+``send_task`` (not ``task.apply_async``) so the user's ``task_routes`` apply and a
+target may live on other workers. The payload is plain JSON (the event as a dict, or
+its data), so any serializer, any language and any later version of this package can
+read it. A subscription's ``max_age`` becomes the message's ``expires``: a task that
+waited in the broker longer than the event is worth is discarded by Celery itself.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from celery import Celery
+
+from spooled_integrations.protocol import Event
+from spooled_integrations.runtime.subscriptions import Subscription, position
+
+__all__ = ["SEND_TASK_OPTIONS", "CeleryPublisher"]
+
+logger = logging.getLogger(__name__)
+
+SEND_TASK_OPTIONS = frozenset(
+    {
+        "queue",
+        "exchange",
+        "routing_key",
+        "priority",
+        "countdown",
+        "expires",
+        "headers",
+        "serializer",
+        "compression",
+        "time_limit",
+        "soft_time_limit",
+        "ignore_result",
+        "retry",
+        "retry_policy",
+        "shadow",
+    }
+)
+"""Subscription ``options`` passed through to ``send_task``; anything else is a problem."""
+
+_HINTS = {
+    "delay": "Celery delays with 'countdown' (seconds), not 'delay'",
+    "eta": "an absolute 'eta' cannot be configured; use 'countdown' (seconds)",
+    "max_age": "set max_age on the subscription itself (it becomes 'expires')",
+    "args": "the payload is the task's only argument",
+    "kwargs": "the payload is the task's only argument",
+}
+
+_STRING_OPTIONS = ("queue", "exchange", "routing_key", "serializer", "compression", "shadow")
+_SECONDS_OPTIONS = ("countdown", "expires", "time_limit", "soft_time_limit")
+
+
+def _option_problems(options: dict[str, Any]) -> list[str]:
+    problems = []
+    for key, value in options.items():
+        if key not in SEND_TASK_OPTIONS:
+            hint = _HINTS.get(key)
+            if hint is None:
+                close = difflib.get_close_matches(key, sorted(SEND_TASK_OPTIONS), n=1)
+                hint = f"did you mean {close[0]!r}?" if close else "not a send_task option"
+            problems.append(f"options.{key}: unknown Celery option ({hint})")
+        elif key in _STRING_OPTIONS and not (isinstance(value, str) and value):
+            problems.append(f"options.{key}: must be a non-empty string")
+        elif key in _SECONDS_OPTIONS and (
+            isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0
+        ):
+            problems.append(f"options.{key}: must be a number of seconds >= 0")
+        elif key == "priority" and (
+            isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 255
+        ):
+            problems.append("options.priority: must be an integer between 0 and 255")
+        elif key in ("headers", "retry_policy") and not isinstance(value, dict):
+            problems.append(f"options.{key}: must be a mapping")
+        elif key in ("ignore_result", "retry") and not isinstance(value, bool):
+            problems.append(f"options.{key}: must be true or false")
+    return problems
+
+
+class CeleryPublisher:
+    """Publishes routed events to Celery tasks by name (see the module docstring).
+
+    ``external_tasks`` are task names accepted without being registered in ``app``
+    (tasks that only other workers run); every other unknown name is a boot error,
+    because a typo would otherwise send messages no worker ever consumes.
+    """
+
+    name = "celery"
+
+    def __init__(self, app: Celery, *, external_tasks: frozenset[str] = frozenset()) -> None:
+        self.app = app
+        self.external_tasks = external_tasks
+
+    def problems(self, subscription: Subscription) -> list[str]:
+        """Problems of one subscription, each ``"<field>: <message>"``."""
+        problems: list[str] = []
+        if subscription.actor is not None:
+            problems.append(
+                f"actor: {subscription.actor!r} is a Dramatiq target; a Celery worker "
+                "publishes to tasks (use 'task')"
+            )
+        task = subscription.task
+        if task is not None and task not in self.external_tasks:
+            registered = self.app.tasks
+            if task not in registered:
+                close = difflib.get_close_matches(task, sorted(registered), n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                problems.append(
+                    f"task: no task named {task!r} is registered in this app{hint}; "
+                    "if only other workers run it, list it in spooled_external_tasks"
+                )
+        problems.extend(_option_problems(subscription.options))
+        queue = subscription.options.get("queue")
+        if isinstance(queue, str) and not self.app.conf.task_create_missing_queues:
+            known = self.app.amqp.queues
+            if queue not in known:
+                problems.append(
+                    f"options.queue: {queue!r} is not declared in task_queues and "
+                    "task_create_missing_queues is off"
+                )
+        return problems
+
+    def validate(self, subscriptions: Sequence[Subscription]) -> list[str]:
+        return [
+            f"{position(index, sub.name)}.{problem}"
+            for index, sub in enumerate(subscriptions)
+            for problem in self.problems(sub)
+        ]
+
+    def send_options(self, subscription: Subscription, event: Event) -> dict[str, Any]:
+        """The ``send_task`` keyword arguments for one routed event."""
+        options = dict(subscription.options)
+        if subscription.max_age is not None and "expires" not in options:
+            options["expires"] = _remaining(subscription.max_age, event)
+        return options
+
+    def publish(self, subscription: Subscription, payload: Any, event: Event) -> None:
+        task = subscription.task
+        if task is None:  # signal-only rules are never routed here
+            return
+        options = self.send_options(subscription, event)
+        result = self.app.send_task(task, args=[payload], **options)
+        logger.debug(
+            "sent %s for %s event (subscription %r, task id %s)",
+            task,
+            event.type,
+            subscription.name,
+            result.id,
+        )
+
+
+def _remaining(max_age: float, event: Event) -> float:
+    """Seconds the event is still worth: ``max_age`` minus its age (server timestamp)."""
+    stamp = event.timestamp
+    if stamp is None:
+        return max_age
+    age = time.time() - stamp.timestamp()
+    # Never 0: a message that expires on arrival only adds noise to the worker log.
+    return max(0.001, max_age - max(0.0, age))

@@ -1,0 +1,448 @@
+"""Read the ``spooled_*`` Celery settings, check them all, and fail at boot naming each key.
+
+Every value is read with ``app.conf.get("spooled_<name>")``, so Django's ``CELERY_``
+namespace works unchanged (``CELERY_SPOOLED_API_KEY``); nothing is added to Celery's
+defaults. ``SPOOLED_*`` environment variables fill in credentials and URLs the config
+leaves empty. Every problem is collected before anything raises, so a bad config is
+fixed in one round trip, not one key at a time.
+
+========================================  ==========================  ==================
+setting                                   environment fallback        default
+========================================  ==========================  ==================
+``spooled_enabled``                       ``SPOOLED_ENABLED`` [1]_    off (on after
+                                                                      ``install(app)``)
+``spooled_base_url``                      ``SPOOLED_BASE_URL``        Spooled cloud
+``spooled_ws_url``                        ``SPOOLED_WS_URL``          from base URL
+``spooled_api_key`` / ``spooled_token``   ``SPOOLED_API_KEY`` /       one is required
+                                          ``SPOOLED_TOKEN``
+``spooled_transport``                                                 ``"ws"`` (or
+                                                                      ``"sse"``)
+``spooled_filter``                                                    none (a mapping:
+                                                                      queue_name,
+                                                                      job_id, worker_id,
+                                                                      events)
+``spooled_subscriptions``                                             none (a list of
+                                                                      mappings or a
+                                                                      .toml/.yaml path)
+``spooled_external_tasks``                                            none
+``spooled_coordination``                                              none (reserved)
+``spooled_shutdown_timeout``                                          10 seconds
+connection tuning: ``spooled_`` + any :class:`~spooled_integrations.client.ConnectionOptions`
+field (``reconnect_delay``, ``max_reconnect_delay``, ``max_reconnect_attempts``,
+``liveness_timeout``, ``connect_timeout``, ``healthy_after``, ``verify_tls``, ...)
+runtime tuning: ``spooled_`` + any :class:`~spooled_integrations.runtime.runtime.RuntimeConfig`
+tuning field (``queue_size``, ``max_age``, ``dedupe_window``, ``publish_attempts``,
+``publish_budget``, ...)
+========================================  ==========================  ==================
+
+.. [1] ``SPOOLED_ENABLED`` *overrides* the setting (it is the per-node switch when the
+   ``--spooled/--no-spooled`` worker option is not available, see the package docs);
+   the worker option overrides both.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import math
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from celery import Celery
+from celery.exceptions import ImproperlyConfigured
+from pydantic import ValidationError
+
+from spooled_integrations.celery.publisher import CeleryPublisher
+from spooled_integrations.celery.taskoptions import as_task_option, task_subscriptions
+from spooled_integrations.client import ConnectionOptions, SubscriptionFilter
+from spooled_integrations.errors import ConfigurationError, SubscriptionError
+from spooled_integrations.runtime import SubscriptionSet, load_subscriptions
+from spooled_integrations.runtime.runtime import RuntimeConfig
+
+__all__ = [
+    "DEFAULT_SHUTDOWN_TIMEOUT",
+    "SETTINGS",
+    "SpooledCelerySettings",
+    "SpooledImproperlyConfigured",
+    "read_enabled",
+    "read_settings",
+    "setting_label",
+]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_SHUTDOWN_TIMEOUT = 10.0
+
+_ENV: dict[str, str] = {
+    "base_url": "SPOOLED_BASE_URL",
+    "ws_url": "SPOOLED_WS_URL",
+    "api_key": "SPOOLED_API_KEY",
+    "token": "SPOOLED_TOKEN",
+}
+"""Connection fields the environment fills in when the config leaves them empty."""
+
+_CONNECTION_FIELDS = tuple(name for name in ConnectionOptions.model_fields if name != "logger")
+_RUNTIME_FIELDS = tuple(
+    name
+    for name in RuntimeConfig.model_fields
+    if name not in ("connection", "transport", "filter", "subscriptions")
+)
+_OWN = (
+    "enabled",
+    "transport",
+    "filter",
+    "subscriptions",
+    "external_tasks",
+    "coordination",
+    "shutdown_timeout",
+)
+
+SETTINGS: frozenset[str] = frozenset(
+    f"spooled_{name}" for name in (*_OWN, *_CONNECTION_FIELDS, *_RUNTIME_FIELDS)
+)
+"""Every setting this module reads; any other ``spooled_*`` key is reported as a typo."""
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off", ""})
+
+
+class SpooledImproperlyConfigured(ImproperlyConfigured, ConfigurationError):
+    """Celery's ``ImproperlyConfigured`` and this package's ``ConfigurationError`` at once.
+
+    ``problems`` lists every problem, each starting with the setting it is about.
+    """
+
+    def __init__(self, problems: Iterable[str]) -> None:
+        self.problems = list(problems)
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(
+            f"{len(self.problems)} problem(s) in the Spooled settings; "
+            f"the worker was not started:\n{lines}"
+        )
+
+
+@dataclass(frozen=True)
+class SpooledCelerySettings:
+    """Everything the bootstep needs, already validated."""
+
+    runtime: RuntimeConfig
+    publisher: CeleryPublisher
+    coordination: Any = None
+    shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT
+
+
+def setting_label(app: Celery, name: str) -> str:
+    """How a message names a setting: ``spooled_x``, plus the namespaced spelling."""
+    namespace = getattr(app, "namespace", None)
+    if namespace:
+        return f"{name} ({namespace.upper()}_{name.upper()})"
+    return name
+
+
+def _parse_bool(value: Any) -> bool | None:
+    """A bool from a bool or a usual spelling; ``None`` when it is neither."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in _TRUE:
+            return True
+        if text in _FALSE:
+            return False
+    return None
+
+
+def read_enabled(
+    app: Celery,
+    *,
+    cli: bool | None,
+    installed: bool,
+    environ: Mapping[str, str] | None = None,
+) -> tuple[bool, str]:
+    """Should this worker node listen? Returns the answer and where it came from.
+
+    Precedence: the worker option ``--spooled/--no-spooled``, then ``SPOOLED_ENABLED``,
+    then ``spooled_enabled``, then whether :func:`install` was called for ``app``.
+    """
+    env = os.environ if environ is None else environ
+    if cli is not None:
+        return cli, "--spooled" if cli else "--no-spooled"
+    raw_env = env.get("SPOOLED_ENABLED")
+    if raw_env is not None and raw_env.strip():
+        parsed = _parse_bool(raw_env)
+        if parsed is None:
+            raise SpooledImproperlyConfigured(
+                [f"SPOOLED_ENABLED: expected true/false/1/0/yes/no/on/off, got {raw_env!r}"]
+            )
+        return parsed, "SPOOLED_ENABLED"
+    value = app.conf.get("spooled_enabled")
+    if value is not None:
+        parsed = _parse_bool(value)
+        if parsed is None:
+            label = setting_label(app, "spooled_enabled")
+            raise SpooledImproperlyConfigured(
+                [f"{label}: expected a boolean, got {type(value).__name__} {value!r}"]
+            )
+        return parsed, setting_label(app, "spooled_enabled")
+    if installed:
+        return True, "install(app)"
+    return False, "default (spooled_enabled is not set)"
+
+
+class _Reader:
+    """Collects problems while reading settings; :meth:`fail` raises them all at once."""
+
+    def __init__(self, app: Celery, environ: Mapping[str, str]) -> None:
+        self.app = app
+        self.env = environ
+        self.problems: list[str] = []
+
+    def get(self, name: str) -> Any:
+        return self.app.conf.get(f"spooled_{name}")
+
+    def label(self, name: str) -> str:
+        return setting_label(self.app, f"spooled_{name}")
+
+    def problem(self, name: str, message: str) -> None:
+        self.problems.append(f"{self.label(name)}: {message}")
+
+    def number(
+        self, name: str, default: float | None, *, minimum: float = 0.0, strict: bool = True
+    ) -> float | None:
+        value = self.get(name)
+        if value is None:
+            return default
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.problem(name, f"expected a number of seconds, got {value!r}")
+            return default
+        if isinstance(value, bool) or not math.isfinite(number):
+            self.problem(name, f"expected a finite number, got {value!r}")
+            return default
+        if number < minimum or (strict and number == minimum):
+            relation = ">" if strict else ">="
+            self.problem(name, f"must be {relation} {minimum:g}, got {value!r}")
+            return default
+        return number
+
+    def fail_if_any(self) -> None:
+        if self.problems:
+            raise SpooledImproperlyConfigured(self.problems)
+
+
+def unknown_settings(app: Celery) -> list[str]:
+    """``spooled_*`` keys in the config that nothing reads (typos), with a suggestion."""
+    namespace = getattr(app, "namespace", None)
+    prefixes = ["spooled_"]
+    if namespace:
+        prefixes.append(f"{namespace.lower()}_spooled_")
+    problems = []
+    try:
+        keys = list(app.conf.keys())
+    except Exception:  # a config we cannot list: skip the typo check, not the boot
+        logger.debug("cannot list the Celery config keys; skipping the typo check")
+        return []
+    for key in keys:
+        if not isinstance(key, str):
+            continue
+        lower = key.lower()
+        for prefix in prefixes:
+            if lower.startswith(prefix):
+                name = "spooled_" + lower[len(prefix) :]
+                if name not in SETTINGS:
+                    close = difflib.get_close_matches(name, sorted(SETTINGS), n=1, cutoff=0.6)
+                    hint = f" (did you mean {close[0]!r}?)" if close else ""
+                    problems.append(f"{key}: unknown Spooled setting{hint}")
+                break
+    return problems
+
+
+def _connection(reader: _Reader) -> ConnectionOptions | None:
+    values: dict[str, Any] = {}
+    for name in _CONNECTION_FIELDS:
+        value = reader.get(name)
+        if (value is None or value == "") and name in _ENV:
+            value = reader.env.get(_ENV[name]) or None
+        if value is not None:
+            values[name] = value
+    try:
+        options = ConnectionOptions(**values)
+    except ValidationError as exc:
+        for error in exc.errors(include_url=False, include_input=False):
+            loc = error["loc"]
+            message = error["msg"].removeprefix("Value error, ")
+            if loc and isinstance(loc[0], str):
+                reader.problem(str(loc[0]), message)
+            else:
+                reader.problems.append(f"Spooled connection settings: {message}")
+        return None
+    if not options.has_credentials():
+        reader.problem(
+            "api_key",
+            "no Spooled credentials; set spooled_api_key (or the SPOOLED_API_KEY "
+            "environment variable) or spooled_token (SPOOLED_TOKEN)",
+        )
+    return options
+
+
+def _transport(reader: _Reader) -> Literal["ws", "sse"]:
+    value = reader.get("transport")
+    if value is None:
+        return "ws"
+    text = str(value).strip().lower()
+    if text in ("ws", "websocket"):
+        return "ws"
+    if text == "sse":
+        return "sse"
+    reader.problem("transport", f"must be 'ws' or 'sse', got {value!r}")
+    return "ws"
+
+
+def _filter(reader: _Reader) -> SubscriptionFilter | None:
+    value = reader.get("filter")
+    if value is None or isinstance(value, SubscriptionFilter):
+        return value
+    if not isinstance(value, Mapping):
+        reader.problem(
+            "filter",
+            "expected a mapping with queue_name, job_id, worker_id and/or events, "
+            f"got {type(value).__name__}",
+        )
+        return None
+    try:
+        return SubscriptionFilter(**value)
+    except ValidationError as exc:
+        for error in exc.errors(include_url=False, include_input=False):
+            where = ".".join(str(part) for part in error["loc"])
+            message = "unknown field" if error["type"] == "extra_forbidden" else error["msg"]
+            reader.problem("filter", f"{where}: {message}" if where else message)
+    return None
+
+
+def _config_subscriptions(reader: _Reader) -> SubscriptionSet | None:
+    value = reader.get("subscriptions")
+    if value is None:
+        return SubscriptionSet()
+    try:
+        return load_subscriptions(value)
+    except SubscriptionError as exc:
+        for problem in exc.problems:
+            reader.problem("subscriptions", problem)
+    except ConfigurationError as exc:
+        reader.problem("subscriptions", str(exc))
+    return None
+
+
+def _external_tasks(reader: _Reader) -> frozenset[str]:
+    value = reader.get("external_tasks")
+    if value is None:
+        return frozenset()
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    if not isinstance(value, (list, tuple, set, frozenset)) or not all(
+        isinstance(v, str) for v in value
+    ):
+        reader.problem("external_tasks", "expected a list of task names")
+        return frozenset()
+    return frozenset(value)
+
+
+def _coordination(reader: _Reader) -> Any:
+    value = reader.get("coordination")
+    if value is not None:
+        # Reserved for fleet coordination (issue 6). Failing beats silently running
+        # every "once" rule on every node while the user believes it is coordinated.
+        reader.problem(
+            "coordination",
+            "fleet coordination is not available in this version of "
+            "spooled-integrations; remove the setting (every listening node dispatches "
+            "every event) or run the listener on one node only (--spooled / --no-spooled)",
+        )
+    return value
+
+
+def _tuning(reader: _Reader, connection: ConnectionOptions | None) -> dict[str, Any]:
+    """Runtime tuning values, checked by :class:`RuntimeConfig`'s own field rules."""
+    values = {name: reader.get(name) for name in _RUNTIME_FIELDS}
+    values = {name: value for name, value in values.items() if value is not None}
+    if not values:
+        return {}
+    probe = {"connection": connection or ConnectionOptions(), **values}
+    try:
+        RuntimeConfig.__pydantic_validator__.validate_python(probe)
+    except ValidationError as exc:
+        for error in exc.errors(include_url=False, include_input=False):
+            loc = error["loc"]
+            name = str(loc[0]) if loc else "runtime"
+            reader.problem(name, error["msg"])
+        return {}
+    return values
+
+
+def _task_rules(
+    reader: _Reader, publisher: CeleryPublisher, configured: SubscriptionSet | None
+) -> SubscriptionSet | None:
+    """Configured rules plus task-option rules, checked against the app's tasks."""
+    from_tasks, problems = task_subscriptions(reader.app)
+    reader.problems.extend(problems)
+    if configured is not None:
+        for problem in publisher.validate(configured):
+            reader.problem("subscriptions", problem)
+    for sub in from_tasks:
+        reader.problems.extend(
+            f"task {sub.task!r}: {as_task_option(p)}" for p in publisher.problems(sub)
+        )
+    if configured is None:
+        return None
+    try:
+        return SubscriptionSet([*configured, *from_tasks])
+    except SubscriptionError as exc:
+        for problem in exc.problems:
+            reader.problem("subscriptions", problem)
+    return None
+
+
+def read_settings(
+    app: Celery, *, environ: Mapping[str, str] | None = None
+) -> SpooledCelerySettings:
+    """Read and check every ``spooled_*`` setting and task option of ``app``.
+
+    Call it once the app's tasks are registered (the bootstep runs it when the worker
+    is built). Raises :class:`SpooledImproperlyConfigured` listing every problem, so
+    the worker never starts half-configured.
+    """
+    reader = _Reader(app, os.environ if environ is None else environ)
+    reader.problems.extend(unknown_settings(app))
+    connection = _connection(reader)
+    transport = _transport(reader)
+    subscription_filter = _filter(reader)
+    configured = _config_subscriptions(reader)
+    external = _external_tasks(reader)
+    coordination = _coordination(reader)
+    timeout = reader.number("shutdown_timeout", DEFAULT_SHUTDOWN_TIMEOUT)
+    tuning = _tuning(reader, connection)
+    publisher = CeleryPublisher(app, external_tasks=external)
+    subscriptions = _task_rules(reader, publisher, configured)
+    reader.fail_if_any()
+    assert connection is not None and subscriptions is not None and timeout is not None
+    try:
+        runtime = RuntimeConfig(
+            connection=connection,
+            transport=transport,
+            filter=subscription_filter,
+            subscriptions=subscriptions,
+            **tuning,
+        )
+    except ConfigurationError as exc:  # checked above; kept so nothing slips through
+        raise SpooledImproperlyConfigured([str(exc)]) from None
+    return SpooledCelerySettings(
+        runtime=runtime,
+        publisher=publisher,
+        coordination=coordination,
+        shutdown_timeout=timeout,
+    )
