@@ -63,6 +63,8 @@ class TokenProvider:
                 "no Spooled credentials: set api_key (SPOOLED_API_KEY) or token (SPOOLED_TOKEN)"
             )
         self.logins = 0
+        self.fresh = False
+        """Whether the last :meth:`get` logged in (so a refusal is not a stale token)."""
 
     def __repr__(self) -> str:
         return (
@@ -86,7 +88,8 @@ class TokenProvider:
             fresh = self._token is not None and (
                 self._expires_at is None or now < self._expires_at - REFRESH_MARGIN
             )
-            if force or not fresh:
+            self.fresh = force or not fresh
+            if self.fresh:
                 self._token = self._login()
                 self._expires_at = jwt_expiry(self._token)
             assert self._token is not None

@@ -267,7 +267,8 @@ class BaseClient:
                 try:
                     session = self._open(force_login=auth_retried)
                 except AuthError as exc:
-                    if not auth_retried and self._tokens.can_refresh:
+                    stale = self._tokens.can_refresh and not self._tokens.fresh
+                    if stale and not auth_retried:
                         auth_retried = True  # one fresh login and one retry, then stop
                         self._log.info("Spooled refused the token; logging in again once")
                         continue
