@@ -1,0 +1,266 @@
+"""``SpooledMiddleware``: Dramatiq's hooks start, check and stop the Spooled listener.
+
+* ``actor_options`` declares the ``spooled_*`` actor options (:mod:`.actors`).
+* ``before_worker_boot`` checks everything (credentials, subscriptions, actors, queues,
+  options) in every worker process and raises :class:`SpooledBootError`, which Dramatiq
+  lets through, so a bad setup stops ``dramatiq`` at boot instead of losing events.
+* ``forks`` (mode ``"fork"``) asks the ``dramatiq`` command for one listener process;
+  ``after_worker_boot`` starts a listener in the worker process itself in mode
+  ``"every_process"``, or when no ``dramatiq`` command runs the worker.
+* ``before_worker_shutdown`` stops it within ``stop_timeout`` seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import dramatiq
+from dramatiq.middleware import Middleware, MiddlewareError
+
+from spooled_integrations.dramatiq.actors import ACTOR_OPTIONS, actor_subscriptions
+from spooled_integrations.dramatiq.cli_context import in_cli_worker_process
+from spooled_integrations.dramatiq.fork import spooled_listener
+from spooled_integrations.dramatiq.publisher import DramatiqPublisher
+from spooled_integrations.dramatiq.settings import DramatiqSettings, resolve_settings
+from spooled_integrations.errors import ConfigurationError, SubscriptionError
+from spooled_integrations.runtime import (
+    DrainReport,
+    RuntimeConfig,
+    SpooledRuntime,
+    Subscription,
+    SubscriptionSet,
+    load_subscriptions,
+)
+
+__all__ = ["SpooledBootError", "SpooledMiddleware"]
+
+logger = logging.getLogger(__name__)
+
+
+class SpooledBootError(ConfigurationError, MiddlewareError):
+    """The Spooled listener cannot run as configured; ``problems`` lists every reason.
+
+    A :class:`~dramatiq.middleware.MiddlewareError`, so Dramatiq does not swallow it in
+    ``before_worker_boot``: the worker process exits and ``dramatiq`` shuts down.
+    """
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = list(problems)
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(
+            f"Spooled listener refused to boot ({len(self.problems)} problem(s)):\n{lines}"
+        )
+
+
+class SpooledMiddleware(Middleware):  # type: ignore[misc,unused-ignore]  # untyped before 2.0
+    """Run a Spooled listener for a Dramatiq broker and route its events to actors.
+
+    Build it with no arguments (``SPOOLED_*`` environment variables), from a settings
+    source (a :class:`DramatiqSettings`, a mapping, or an object with ``SPOOLED_*``
+    attributes), and/or with keyword arguments, which win; see :mod:`.settings`. Add it
+    to the broker before declaring actors that use ``spooled_*`` options.
+    """
+
+    def __init__(
+        self,
+        settings: Any = None,
+        *,
+        enabled: bool | None = None,
+        mode: str | None = None,
+        subscriptions: Any = None,
+        connection: Any = None,
+        api_key: str | None = None,
+        token: str | None = None,
+        base_url: str | None = None,
+        ws_url: str | None = None,
+        transport: str | None = None,
+        filter: Any = None,
+        coordination: Any = None,
+        stop_timeout: float | None = None,
+        runtime: dict[str, Any] | None = None,
+    ) -> None:
+        self.settings: DramatiqSettings = resolve_settings(
+            settings,
+            enabled=enabled,
+            mode=mode,
+            subscriptions=subscriptions,
+            connection=connection,
+            api_key=api_key,
+            token=token,
+            base_url=base_url,
+            ws_url=ws_url,
+            transport=transport,
+            filter=filter,
+            coordination=coordination,
+            stop_timeout=stop_timeout,
+            runtime=runtime,
+        )
+        self._lock = threading.Lock()
+        self._runtime: SpooledRuntime | None = None
+        self._prepared: SpooledRuntime | None = None
+        self._owner_pid = 0  # the process whose threads self._runtime runs
+
+    def __repr__(self) -> str:
+        s = self.settings
+        return f"SpooledMiddleware(enabled={s.enabled}, mode={s.mode!r}, transport={s.transport!r})"
+
+    # -- what Dramatiq reads ---------------------------------------------------------
+
+    @property
+    def actor_options(self) -> set[str]:
+        return set(ACTOR_OPTIONS)
+
+    @property
+    def forks(self) -> list[Callable[[], int]]:
+        if self.settings.enabled and self.settings.mode == "fork":
+            return [spooled_listener]
+        return []
+
+    # -- hooks -------------------------------------------------------------------------
+
+    def before_worker_boot(self, broker: dramatiq.Broker, worker: Any) -> None:
+        if not self.settings.enabled:
+            logger.info("Spooled listener disabled (SPOOLED_ENABLED=false)")
+            return
+        runtime = self.build_runtime(broker)  # raises SpooledBootError
+        with self._lock:
+            self._prepared = runtime
+
+    def after_worker_boot(self, broker: dramatiq.Broker, worker: Any) -> None:
+        if not self.settings.enabled:
+            return
+        with self._lock:
+            prepared, self._prepared = self._prepared, None
+        if self.settings.mode == "fork" and in_cli_worker_process():
+            logger.debug("Spooled listener runs in the dramatiq fork process, not here")
+            return
+        if self.settings.mode == "fork":
+            logger.info(
+                "Spooled listener runs in this process: the worker was not started by the "
+                "dramatiq command, so there is no fork process for it"
+            )
+        self.start(broker, prepared)
+
+    def before_worker_shutdown(self, broker: dramatiq.Broker, worker: Any) -> None:
+        self.stop()
+
+    # -- the listener --------------------------------------------------------------------
+
+    def check(self, broker: dramatiq.Broker) -> list[str]:
+        """Every problem that would stop the listener from booting (empty when fine)."""
+        try:
+            self.build_runtime(broker)
+        except SpooledBootError as exc:
+            return exc.problems
+        return []
+
+    def subscriptions(self, broker: dramatiq.Broker) -> SubscriptionSet:
+        """The configured subscriptions plus the actors' ``spooled_*`` ones, validated."""
+        subscriptions, problems = self._collect(broker)
+        if problems:
+            raise SpooledBootError(problems)
+        return subscriptions
+
+    def build_runtime(self, broker: dramatiq.Broker) -> SpooledRuntime:
+        """A runtime ready to start; :class:`SpooledBootError` lists every problem."""
+        settings = self.settings
+        subscriptions, problems = self._collect(broker)
+        problems = settings.connection_problems() + problems
+        publisher = DramatiqPublisher(broker)
+        problems.extend(publisher.validate(subscriptions))
+        if problems:
+            raise SpooledBootError(problems)
+        extra = dict(settings.runtime)
+        if settings.coordination is not None:
+            extra["coordination"] = settings.coordination
+        try:
+            config = RuntimeConfig(
+                connection=settings.connection,
+                transport=settings.transport,
+                filter=settings.filter,
+                subscriptions=subscriptions,
+                **extra,
+            )
+            return SpooledRuntime(config, publisher)
+        except SubscriptionError as exc:
+            raise SpooledBootError(exc.problems) from None
+        except ConfigurationError as exc:
+            raise SpooledBootError([str(exc)]) from None
+
+    def start(
+        self, broker: dramatiq.Broker, runtime: SpooledRuntime | None = None
+    ) -> SpooledRuntime:
+        """Start the listener in this process (idempotent); no network I/O on this thread."""
+        with self._lock:
+            if self._runtime is not None and self._owner_pid == os.getpid():
+                return self._runtime
+            runtime = runtime or self.build_runtime(broker)
+            runtime.start()
+            self._runtime, self._owner_pid = runtime, os.getpid()
+        self._log_started(runtime)
+        return runtime
+
+    def stop(self, timeout: float | None = None) -> DrainReport | None:
+        """Stop this process's listener within ``timeout`` (default ``stop_timeout``) s."""
+        with self._lock:
+            runtime, self._runtime = self._runtime, None
+            self._prepared = None
+            if runtime is None or self._owner_pid != os.getpid():
+                return None  # nothing started here (a copy inherited through fork has no threads)
+        limit = self.settings.stop_timeout if timeout is None else timeout
+        report = runtime.stop(limit)
+        if report.left or report.timed_out:
+            logger.warning(
+                "Spooled listener stopped with %d event(s) not dispatched (timed out: %s)",
+                report.left,
+                report.timed_out,
+            )
+        return report
+
+    def status(self) -> dict[str, Any]:
+        """The runtime's status in this process, plus where the listener runs."""
+        settings = self.settings
+        with self._lock:
+            runtime = self._runtime if self._owner_pid == os.getpid() else None
+        base: dict[str, Any] = {"enabled": settings.enabled, "mode": settings.mode}
+        if runtime is None:
+            return {**base, "running": False, "listening_here": False}
+        return {**base, **runtime.status(), "listening_here": True}
+
+    # -- helpers -----------------------------------------------------------------------
+
+    def _collect(self, broker: dramatiq.Broker) -> tuple[SubscriptionSet, list[str]]:
+        problems: list[str] = []
+        configured: list[Subscription] = []
+        try:
+            configured = list(load_subscriptions(self.settings.subscriptions or []))
+        except SubscriptionError as exc:
+            problems.extend(exc.problems)
+        except ConfigurationError as exc:
+            problems.append(str(exc))
+        from_actors, actor_problems = actor_subscriptions(broker)
+        problems.extend(actor_problems)
+        if problems:
+            return SubscriptionSet(), problems
+        try:
+            return SubscriptionSet([*configured, *from_actors]), []
+        except SubscriptionError as exc:
+            return SubscriptionSet(), exc.problems
+
+    def _log_started(self, runtime: SpooledRuntime) -> None:
+        config = runtime.config
+        targets = sorted({str(s.actor) for s in config.subscriptions if s.actor is not None})
+        logger.info(
+            "Spooled listener started in pid %d (mode=%s, %s to %s): %d subscription(s), "
+            "actors: %s",
+            os.getpid(),
+            self.settings.mode,
+            config.transport,
+            config.connection.base_url,
+            len(config.subscriptions),
+            ", ".join(targets) or "none (signals only)",
+        )

@@ -1,0 +1,196 @@
+"""Hands routed events to Dramatiq actors: one message per event and subscription.
+
+``options`` of a subscription use Dramatiq's names and units:
+
+* ``queue_name`` (or ``queue``): send to this queue instead of the actor's own. It
+  must be declared on the broker: a worker never consumes an undeclared queue, and on
+  RabbitMQ a message published to a queue that does not exist is lost.
+* ``delay``: milliseconds, as in ``send_with_options``.
+* ``priority``: RabbitMQ message priority (``broker_priority``); needs
+  ``RabbitmqBroker(max_priority=...)``, other brokers ignore it (a warning at boot).
+* any other message option a middleware on the broker reads (``max_retries``,
+  ``time_limit``, ``max_age``, ``on_failure``...), passed as is.
+
+A subscription's ``max_age`` (seconds) becomes the message's ``max_age`` (milliseconds,
+read by Dramatiq's ``AgeLimit``): what is left of it once the event's age is taken off,
+so a worker skips a message whose event became stale in the queue.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import math
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import dramatiq
+from dramatiq import Message
+
+from spooled_integrations.errors import PublishError
+from spooled_integrations.protocol import Event
+from spooled_integrations.runtime import Subscription
+from spooled_integrations.runtime.subscriptions import position
+
+__all__ = ["DramatiqPublisher"]
+
+logger = logging.getLogger(__name__)
+
+_QUEUE_KEYS = ("queue_name", "queue")
+_OWN_KEYS = frozenset({*_QUEUE_KEYS, "delay", "priority"})
+# Read from message.options by a broker itself rather than by a middleware.
+_BROKER_OPTIONS = frozenset({"broker_priority"})
+_MAX_PRIORITY = 255
+
+
+class DramatiqPublisher:
+    """A :class:`~spooled_integrations.runtime.Publisher` that enqueues on ``broker``.
+
+    Thread-safe as far as the broker is (all of Dramatiq's are); the runtime calls
+    :meth:`publish` from its dispatch thread.
+    """
+
+    name = "dramatiq"
+
+    def __init__(self, broker: dramatiq.Broker) -> None:
+        self.broker = broker
+
+    def validate(self, subscriptions: Sequence[Subscription]) -> list[str]:
+        """Every problem that would lose or misroute a message, one line each."""
+        actors = self.broker.get_declared_actors()
+        problems: list[str] = []
+        for index, sub in enumerate(subscriptions):
+            where = position(index, sub.name)
+            if sub.task is not None:
+                problems.append(
+                    f"{where}.task: {sub.task!r} is a Celery target; a Dramatiq subscription "
+                    "names an actor (actor=...)"
+                )
+                continue
+            if sub.actor is None:
+                continue
+            if sub.actor not in actors:
+                problems.append(
+                    f"{where}.actor: no actor {sub.actor!r} is declared on this broker"
+                    f"{_suggest(sub.actor, actors)}; declare it, and make sure its module is "
+                    "imported before the worker boots"
+                )
+            problems.extend(f"{where}.options{p}" for p in self._option_problems(sub, actors))
+            if sub.max_age is not None and "max_age" not in self.broker.actor_options:
+                logger.warning(
+                    "%s has max_age but the broker has no AgeLimit middleware: stale events "
+                    "are dropped before sending, but a message that waits in the queue is "
+                    "not",
+                    where,
+                )
+        return problems
+
+    def publish(self, subscription: Subscription, payload: Any, event: Event) -> None:
+        """Enqueue ``payload`` as the one argument of the subscription's actor."""
+        if subscription.actor is None:
+            raise PublishError(f"subscription {subscription.name!r} has no actor to send to")
+        options = dict(subscription.options)
+        queue_name = None
+        for key in _QUEUE_KEYS:
+            queue_name = options.pop(key, None) or queue_name
+        if queue_name is None:
+            queue_name = self.broker.get_actor(subscription.actor).queue_name
+        delay = options.pop("delay", None)
+        priority = options.pop("priority", None)
+        if priority is not None:
+            options["broker_priority"] = priority
+        if subscription.max_age is not None and "max_age" not in options:
+            options["max_age"] = _remaining_ms(subscription.max_age, event)
+        message: Message[Any] = Message(
+            queue_name=queue_name,
+            actor_name=subscription.actor,
+            args=(payload,),
+            kwargs={},
+            options=options,
+        )
+        self.broker.enqueue(message, delay=None if delay is None else int(delay))
+        logger.debug(
+            "enqueued %s for actor %s on queue %s (message %s)",
+            event.type,
+            subscription.actor,
+            queue_name,
+            message.message_id,
+        )
+
+    # -- validation helpers ----------------------------------------------------------
+
+    def _option_problems(self, sub: Subscription, actors: set[str]) -> list[str]:
+        options = sub.options
+        problems: list[str] = []
+        queue_keys = [key for key in _QUEUE_KEYS if key in options]
+        if len(queue_keys) > 1:
+            problems.append(": give queue_name or queue, not both")
+        for key in queue_keys:
+            problems.extend(self._queue_problems(key, options[key]))
+        if "delay" in options:
+            delay = options["delay"]
+            if not _is_number(delay) or delay < 0:
+                problems.append(f".delay: must be a number of milliseconds >= 0, got {delay!r}")
+        if "priority" in options:
+            problems.extend(self._priority_problems(options))
+        known = set(self.broker.actor_options) | _BROKER_OPTIONS
+        for key in sorted(set(options) - _OWN_KEYS - known):
+            problems.append(
+                f".{key}: no middleware on this broker reads this message option "
+                f"(known: {', '.join(sorted(known | _OWN_KEYS))})"
+            )
+        for key in ("on_success", "on_failure"):
+            name = options.get(key)
+            if isinstance(name, str) and name not in actors:
+                problems.append(f".{key}: no actor {name!r} is declared on this broker")
+        return problems
+
+    def _queue_problems(self, key: str, queue: Any) -> list[str]:
+        if not isinstance(queue, str) or not queue:
+            return [f".{key}: must be a queue name, got {queue!r}"]
+        declared = self.broker.get_declared_queues()
+        if queue in declared:
+            return []
+        listed = ", ".join(sorted(declared)) or "none"
+        return [
+            f".{key}: queue {queue!r} is not declared on this broker (declared: {listed}); "
+            "no worker consumes an undeclared queue and RabbitMQ can drop such messages. "
+            f"Declare it (broker.declare_queue({queue!r}) or an actor on it) or use another"
+        ]
+
+    def _priority_problems(self, options: dict[str, Any]) -> list[str]:
+        priority = options["priority"]
+        if "broker_priority" in options:
+            return [": give priority or broker_priority, not both"]
+        if not isinstance(priority, int) or isinstance(priority, bool):
+            return [f".priority: must be an integer, got {priority!r}"]
+        max_priority = getattr(self.broker, "max_priority", None)
+        limit = max_priority or _MAX_PRIORITY
+        if not 0 <= priority <= limit:
+            return [f".priority: must be between 0 and {limit}, got {priority}"]
+        if not max_priority:
+            logger.warning(
+                "options.priority=%d has no effect on %s: only RabbitmqBroker(max_priority=N) "
+                "honours message priorities",
+                priority,
+                type(self.broker).__name__,
+            )
+        return []
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _remaining_ms(max_age: float, event: Event) -> int:
+    """``max_age`` minus the event's age, in ms (at least 1: AgeLimit treats 0 as unset)."""
+    age = 0.0
+    if event.timestamp is not None:
+        age = max(0.0, time.time() - event.timestamp.timestamp())
+    return max(1, int((max_age - age) * 1000))
+
+
+def _suggest(name: str, known: set[str]) -> str:
+    close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
