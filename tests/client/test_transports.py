@@ -196,11 +196,13 @@ def test_per_job_stream_of_unknown_job_ends_with_error(
     client = make_client(spooled_emulator, "sse")
     assert isinstance(client, SSEClient)
     seen: Collector[Event] = Collector()
+    states: Collector[ConnectionState] = Collector()
     client.on_event(seen)
+    client.on_state_change(states)
     client.connect_job("no-such-job")
     assert seen.wait_for(lambda items: any(e.type == "error" for e in items))
     assert seen.items[-1].data["message"] == "Job not found"
-    assert seen.wait_for(lambda _: client.state is ConnectionState.DISCONNECTED)
+    assert states.wait_for(lambda items: items[-1:] == [ConnectionState.DISCONNECTED])
 
 
 def test_per_queue_stream_sends_stats(
