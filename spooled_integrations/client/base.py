@@ -293,6 +293,7 @@ class BaseClient:
                 if not self.options.auto_reconnect:
                     self.last_error = SpooledConnectionError("connection closed")
                     return
+                self._set_state(ConnectionState.RECONNECTING)
                 self.stats.reconnects += 1
                 if outcome == "closed" and healthy:
                     self._log.info("Spooled closed the %s stream; reconnecting", self.transport)
@@ -353,6 +354,7 @@ class BaseClient:
         if isinstance(exc, RateLimitError) and exc.retry_after is not None:
             delay = max(delay, exc.retry_after)
         self._log.info("Spooled %s: next attempt in %.1f s", self.transport, delay)
+        self._set_state(ConnectionState.RECONNECTING)
         return delay
 
     def _is_fatal(self, exc: SpooledConnectionError) -> bool:
