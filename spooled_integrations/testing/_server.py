@@ -306,8 +306,8 @@ class Server:
             return _text(429, "Too many WebSocket connections")
         # 7. upgrade
         ws = web.WebSocketResponse(autoping=False, compress=False, timeout=1.0)
-        await ws.prepare(request)
         if self.hub.take_accept_then_close():
+            await ws.prepare(request)
             self.hub.count("ws_accepted")
             self.hub.count("accept_then_close")
             await ws.close(code=1011, message=b"Internal error")
@@ -318,7 +318,18 @@ class Server:
             filter=StreamFilter.parse(query["queue"], query["events"], lenient=not strict),
             raw=True,
         )
+        # Registered before the 101 goes out, so a client that sees the upgrade also
+        # sees itself counted.
         self.hub.add(stream)
+        try:
+            await ws.prepare(request)
+            await self._ws_session(ws, stream)
+        finally:
+            self.hub.remove(stream)
+        return ws
+
+    async def _ws_session(self, ws: web.WebSocketResponse, stream: Stream) -> None:
+        """Read commands here while a writer task sends pings and events."""
         writer = asyncio.create_task(self._ws_writer(ws, stream))
         try:
             async for message in ws:
@@ -327,7 +338,6 @@ class Server:
                 elif message.type is WSMsgType.PING and not self.hub.stalled:
                     await ws.pong(message.data)
         finally:
-            self.hub.remove(stream)
             if not writer.done():
                 stream.put(Item("end"))
                 done, _ = await asyncio.wait({writer}, timeout=0.5)
@@ -335,7 +345,6 @@ class Server:
                     writer.cancel()
             with contextlib.suppress(asyncio.CancelledError, ConnectionError):
                 await writer
-        return ws
 
     def _ws_command(self, stream: Stream, text: str) -> None:
         """Client commands: parsed, logged, never acknowledged; ``Ping`` gets a Ping frame."""
@@ -387,17 +396,17 @@ class Server:
                 elif self.hub.stalled:
                     self.hub.count("stalled_drops")
                 elif isinstance(item.payload, str):
+                    self.hub.count("frames_sent")
                     await ws.send_str(item.payload)
-                    self.hub.count("frames_sent")
                 else:
-                    await ws.send_bytes(item.payload)
                     self.hub.count("frames_sent")
+                    await ws.send_bytes(item.payload)
 
     async def _ws_ping(self, ws: web.WebSocketResponse) -> None:
         if self.hub.stalled:
             return
-        await ws.send_str(self.envelope("Ping", {}).json().decode())
         self.hub.count("pings_sent")
+        await ws.send_str(self.envelope("Ping", {}).json().decode())
 
     # -- SSE ------------------------------------------------------------------------
 
@@ -498,9 +507,9 @@ class Server:
         response = web.StreamResponse(
             status=200, headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
         )
-        await response.prepare(request)
-        self.hub.add(stream)
+        self.hub.add(stream)  # before the headers go out, as for WS
         try:
+            await response.prepare(request)
             await self._sse_loop(response, stream, interval, poll)
             await response.write_eof()
         except ConnectionError:
@@ -559,8 +568,8 @@ class Server:
     async def _sse_write(
         self, response: web.StreamResponse, chunk: bytes, *, is_data: bool
     ) -> None:
-        await response.write(chunk)
         self.hub.count("frames_sent" if is_data else "comments_sent")
+        await response.write(chunk)
 
     # -- REST subset -------------------------------------------------------------------
 
