@@ -15,7 +15,9 @@ import statistics
 import time
 from collections.abc import Callable
 
-from httpx_sse._decoders import SSEDecoder as HttpxSSEDecoder  # private, hence not used in the package
+from httpx_sse._decoders import (
+    SSEDecoder as HttpxSSEDecoder,  # private, hence not used in the package
+)
 from httpx_sse._decoders import SSELineDecoder
 
 from spooled_integrations.protocol import SSEDecoder
@@ -59,7 +61,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     args = parser.parse_args()
     parts = chunks(args.events)
-    contenders: dict[str, Callable[[list[bytes]], int]] = {"httpx-sse (reference)": httpx_sse, "ours": ours}
+    contenders: dict[str, Callable[[list[bytes]], int]] = {
+        "httpx-sse (reference)": httpx_sse,
+        "ours": ours,
+    }
     times: dict[str, list[float]] = {name: [] for name in contenders}
     for _ in range(args.rounds):
         for name, fn in contenders.items():
