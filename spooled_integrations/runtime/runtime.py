@@ -30,7 +30,12 @@ from spooled_integrations.client import (
     SubscriptionFilter,
     create_client,
 )
-from spooled_integrations.errors import ConfigurationError, ProtocolError, SubscriptionError
+from spooled_integrations.errors import (
+    ConfigurationError,
+    ProtocolError,
+    SpooledConnectionError,
+    SubscriptionError,
+)
 from spooled_integrations.protocol import Event, EventType, format_timestamp
 from spooled_integrations.runtime.dedupe import DuplicateFilter
 from spooled_integrations.runtime.dispatcher import (
@@ -165,6 +170,7 @@ class SpooledRuntime:
         self._ever_connected = False
         self._connected_since: datetime | None = None
         self._disconnected_at: datetime | None = None
+        self._lost_at: datetime | None = None
         self._last_event_at: datetime | None = None
 
     def __repr__(self) -> str:
@@ -290,7 +296,8 @@ class SpooledRuntime:
                     self._disconnected_at = None
             elif previous == ConnectionState.CONNECTED:
                 self._connected_since = None
-                self._disconnected_at = now
+                self._disconnected_at = self._lost_at or now
+            self._lost_at = None
         logger.info("Spooled connection %s -> %s", previous.value, state.value)
         self._count(send_isolated(connection_state_changed, self, state=state, previous=previous))
         if gap is not None:
@@ -307,6 +314,12 @@ class SpooledRuntime:
     def _on_error(self, exc: Exception) -> None:
         if isinstance(exc, ProtocolError):
             self.metrics.protocol_error(exc.reason)
+        elif isinstance(exc, SpooledConnectionError):
+            # A lost connection is reported at once; the state may change only after
+            # the reconnect backoff, so remember when the stream really stopped.
+            with self._lock:
+                if self._state == ConnectionState.CONNECTED and self._lost_at is None:
+                    self._lost_at = datetime.now(timezone.utc)
 
     def _count(self, result: tuple[int, int]) -> None:
         if result[1]:

@@ -167,14 +167,19 @@ def test_stream_gap_and_reconnects_are_reported(
 ) -> None:
     gaps = record(stream_gap)
     states = record(connection_state_changed)
-    runtime = make_runtime(spooled_emulator)
+    runtime = make_runtime(
+        spooled_emulator, connection={"reconnect_delay": 0.6, "max_reconnect_delay": 0.6}
+    )
     start_connected(runtime, spooled_emulator)
     before = time.time()
     spooled_emulator.drop_connections()
     assert gaps.wait_count(1)
     sender, gap = gaps.calls[0]
     assert sender is runtime
-    assert before - 1 <= gap["disconnected_at"].timestamp() <= gap["reconnected_at"].timestamp()
+    lost, back = gap["disconnected_at"].timestamp(), gap["reconnected_at"].timestamp()
+    # the gap starts when the socket died, not when the backoff (>= 0.45 s) ended
+    assert before <= lost < before + 0.3
+    assert back - lost >= 0.4
     assert runtime.status()["counters"]["reconnects"] == 1
     assert states.kwarg("state")[:2] == [ConnectionState.CONNECTING, ConnectionState.CONNECTED]
     assert ConnectionState.RECONNECTING in states.kwarg("state")
@@ -215,15 +220,18 @@ def test_overflow_over_the_wire_never_stalls_the_reader(
     spooled_emulator: Emulator, make_runtime: RuntimeFactory, record: Any
 ) -> None:
     dropped = record(event_dropped)
-    release = threading.Event()
+    entered, release = threading.Event(), threading.Event()
 
     def slow(sender: Any, **kw: Any) -> None:
+        entered.set()
         release.wait(10)
 
     runtime = make_runtime(spooled_emulator, queue_size=2)
     with spooled_signal.connected_to(slow, sender="job.created"):
         start_connected(runtime, spooled_emulator)
-        for i in range(10):
+        spooled_emulator.publish("job.created", job_id="j0", queue_name="q", priority=0)
+        assert entered.wait(5)  # the dispatch thread holds j0: 2 fit, 7 overflow
+        for i in range(1, 10):
             spooled_emulator.publish("job.created", job_id=f"j{i}", queue_name="q", priority=0)
         assert wait_until(lambda: runtime.metrics.dropped("overflow") == 7)
         # the reader is still reading: a later frame is still counted as received

@@ -1,0 +1,122 @@
+"""``spooled-integrations check FILE``: validate a subscription file, print its routing table.
+
+Exit status 0 when valid, 1 with every problem listed when not. The table shows each
+route as the router sees it: event type -> filters -> target -> delivery.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from spooled_integrations.runtime.subscriptions import Subscription, SubscriptionSet
+
+__all__ = ["add_arguments", "routing_table", "run"]
+
+_MAX_CELL = 60
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", help="subscription file (.toml, .yaml or .yml)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from spooled_integrations.errors import ConfigurationError, SubscriptionError
+    from spooled_integrations.runtime.subscriptions import load_subscriptions
+
+    try:
+        subscriptions = load_subscriptions(args.file)
+    except SubscriptionError as exc:
+        print(f"{args.file}: {len(exc.problems)} problem(s)", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  - {problem}", file=sys.stderr)
+        return 1
+    except ConfigurationError as exc:
+        print(f"{args.file}: {exc}", file=sys.stderr)
+        return 1
+
+    rows = routing_table(subscriptions)
+    header = ("event", "filters", "target", "delivery", "rule")
+    print(_format_table(header, rows))
+    targeted = len(subscriptions.targets)
+    print(
+        f"\n{args.file}: OK, {len(subscriptions)} subscription(s), {len(rows)} route(s), "
+        f"{targeted} with a target"
+    )
+    if any(s.target is not None and s.delivery == "once" for s in subscriptions):
+        print(
+            "note: delivery='once' needs fleet coordination; without it every node "
+            "running the runtime dispatches these"
+        )
+    return 0
+
+
+def routing_table(subscriptions: SubscriptionSet) -> list[tuple[str, str, str, str, str]]:
+    """One row per (event type, subscription), sorted by event type then rule order.
+
+    ``*`` rules appear once, under ``*``, since they also match unknown event types.
+    """
+    rows: list[tuple[str, int, tuple[str, str, str, str, str]]] = []
+    for index, sub in enumerate(subscriptions):
+        cells = (_filters(sub), _target(sub), _delivery(sub), _rule(index, sub))
+        types = ["*"] if sub.matches_all else sorted(sub.event_types)
+        for event_type in types:
+            rows.append((event_type, index, (event_type, *cells)))
+    rows.sort(key=lambda row: (row[0] == "*", row[0], row[1]))
+    return [row for _, _, row in rows]
+
+
+def _filters(sub: Subscription) -> str:
+    parts = []
+    fields: tuple[Literal["queue", "job_id", "worker_id"], ...] = ("queue", "job_id", "worker_id")
+    for field in fields:
+        values = sub.filter_values(field)
+        if values is not None:
+            parts.append(f"{field}={'|'.join(sorted(values))}")
+    for key, value in sub.where.items():
+        shown = "|".join(_json(v) for v in value) if isinstance(value, list) else _json(value)
+        parts.append(f"{key}={shown}")
+    if sub.max_age is not None:
+        parts.append(f"max_age={sub.max_age:g}s")
+    return _clip(", ".join(parts) or "-")
+
+
+def _target(sub: Subscription) -> str:
+    if sub.target is None:
+        return "signals only"
+    text = sub.target
+    if sub.payload == "data":
+        text += " (data)"
+    if sub.options:
+        text += " " + _json(sub.options)
+    return _clip(text)
+
+
+def _delivery(sub: Subscription) -> str:
+    return "-" if sub.target is None else sub.delivery
+
+
+def _rule(index: int, sub: Subscription) -> str:
+    return f"[{index}] {sub.name}" if sub.name else f"[{index}]"
+
+
+def _json(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= _MAX_CELL else text[: _MAX_CELL - 1] + "…"
+
+
+def _format_table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> str:
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows, strict=True)]
+    lines = []
+    for row in (header, tuple("-" * w for w in widths), *rows):
+        lines.append(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
+    return "\n".join(lines)
