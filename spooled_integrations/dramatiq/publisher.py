@@ -27,6 +27,7 @@ from typing import Any
 
 import dramatiq
 from dramatiq import Message
+from dramatiq.common import q_name
 
 from spooled_integrations.errors import PublishError
 from spooled_integrations.protocol import Event
@@ -149,7 +150,9 @@ class DramatiqPublisher:
     def _queue_problems(self, key: str, queue: Any) -> list[str]:
         if not isinstance(queue, str) or not queue:
             return [f".{key}: must be a queue name, got {queue!r}"]
-        declared = self.broker.get_declared_queues()
+        if q_name(queue) != queue:
+            return [f".{key}: {queue!r} is a delay or dead-letter queue; name {q_name(queue)!r}"]
+        declared = {name for name in self.broker.get_declared_queues() if q_name(name) == name}
         if queue in declared:
             return []
         listed = ", ".join(sorted(declared)) or "none"

@@ -1,0 +1,139 @@
+"""Settings: environment < settings source < arguments, and errors that name the culprit."""
+
+from __future__ import annotations
+
+import importlib
+from types import SimpleNamespace
+
+import pytest
+
+from spooled_integrations.client import ConnectionOptions
+from spooled_integrations.dramatiq import DramatiqSettings, SpooledMiddleware, resolve_settings
+from spooled_integrations.errors import ConfigurationError
+
+ENV = {
+    "SPOOLED_API_KEY": "sk_env",
+    "SPOOLED_BASE_URL": "http://env.example:8080",
+    "SPOOLED_DRAMATIQ_MODE": "every_process",
+    "SPOOLED_TRANSPORT": "sse",
+    "SPOOLED_STOP_TIMEOUT": "2.5",
+    "SPOOLED_ENABLED": "yes",
+    "SPOOLED_SUBSCRIPTIONS": "/etc/spooled.toml",
+}
+
+
+def test_no_arguments_reads_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in ENV.items():
+        monkeypatch.setenv(name, value)
+    settings = SpooledMiddleware().settings
+    assert settings.mode == "every_process"
+    assert settings.transport == "sse"
+    assert settings.stop_timeout == 2.5
+    assert settings.enabled is True
+    assert settings.subscriptions == "/etc/spooled.toml"
+    assert settings.connection.base_url == "http://env.example:8080"
+    assert settings.connection.api_key is not None
+    assert settings.connection.api_key.get_secret_value() == "sk_env"
+
+
+def test_defaults_without_environment() -> None:
+    settings = resolve_settings(environ={})
+    assert (settings.enabled, settings.mode, settings.transport) == (True, "fork", "ws")
+    assert settings.coordination is None
+    assert not settings.connection.has_credentials()
+
+
+def test_a_dotted_path_builds_it_without_arguments() -> None:
+    """django-dramatiq imports the class from DRAMATIQ_BROKER["MIDDLEWARE"] and calls it."""
+    path = "spooled_integrations.dramatiq.SpooledMiddleware"
+    module, _, name = path.rpartition(".")
+    middleware = getattr(importlib.import_module(module), name)()
+    assert isinstance(middleware, SpooledMiddleware)
+    assert "spooled_events" in middleware.actor_options
+
+
+def test_mapping_source_with_both_spellings_over_the_environment() -> None:
+    settings = resolve_settings(
+        {"mode": "fork", "SPOOLED_TRANSPORT": "ws", "base_url": "http://dict.example"},
+        environ=ENV,
+    )
+    assert settings.mode == "fork"
+    assert settings.transport == "ws"
+    assert settings.connection.base_url == "http://dict.example"
+    # The environment still fills what the source leaves out (the API key).
+    assert settings.connection.api_key is not None
+    assert settings.stop_timeout == 2.5
+
+
+def test_object_source_reads_spooled_attributes() -> None:
+    django_like = SimpleNamespace(
+        SPOOLED_DRAMATIQ_MODE="every_process",
+        SPOOLED_API_KEY="sk_obj",
+        SPOOLED_RUNTIME={"queue_size": 50},
+        DEBUG=True,
+    )
+    settings = resolve_settings(django_like, environ={})
+    assert settings.mode == "every_process"
+    assert settings.runtime == {"queue_size": 50}
+    assert settings.connection.api_key is not None
+
+
+def test_explicit_arguments_win_over_everything() -> None:
+    connection = ConnectionOptions(base_url="http://explicit.example", api_key="sk_arg")
+    settings = resolve_settings(
+        {"mode": "every_process", "stop_timeout": 9},
+        environ=ENV,
+        mode="fork",
+        connection=connection,
+    )
+    assert settings.mode == "fork"
+    assert settings.stop_timeout == 9
+    assert settings.connection is connection
+
+
+def test_explicit_connection_fields_override_a_connection_object() -> None:
+    connection = ConnectionOptions(base_url="http://a.example", api_key="sk_a", reconnect_delay=3)
+    settings = resolve_settings(environ={}, connection=connection, base_url="http://b.example")
+    assert settings.connection.base_url == "http://b.example"
+    assert settings.connection.reconnect_delay == 3
+
+
+def test_settings_object_is_used_as_given() -> None:
+    given = DramatiqSettings(mode="every_process", connection=ConnectionOptions())
+    settings = resolve_settings(given, environ=ENV, stop_timeout=1)
+    assert settings.mode == "every_process"
+    assert settings.transport == "ws"  # SPOOLED_TRANSPORT not applied over an explicit object
+    assert settings.stop_timeout == 1
+
+
+def test_a_bad_variable_is_named() -> None:
+    with pytest.raises(ConfigurationError, match="SPOOLED_DRAMATIQ_MODE \\(environment\\)"):
+        resolve_settings(environ={"SPOOLED_DRAMATIQ_MODE": "frok"})
+    with pytest.raises(ConfigurationError, match="SPOOLED_STOP_TIMEOUT"):
+        resolve_settings(environ={"SPOOLED_STOP_TIMEOUT": "soon"})
+
+
+def test_a_bad_argument_is_named() -> None:
+    with pytest.raises(ConfigurationError, match="mode= \\(argument\\)"):
+        SpooledMiddleware(mode="sometimes")
+
+
+def test_unknown_keys_are_refused() -> None:
+    with pytest.raises(ConfigurationError, match=r"unknown Spooled Dramatiq setting.*moed"):
+        resolve_settings({"moed": "fork"}, environ={})
+    with pytest.raises(ConfigurationError, match=r"unknown runtime option.*queue_sise"):
+        resolve_settings(environ={}, runtime={"queue_sise": 5})
+    with pytest.raises(TypeError):
+        SpooledMiddleware(moed="fork")  # type: ignore[call-arg]
+
+
+def test_missing_credentials_do_not_fail_at_construction() -> None:
+    """A web process imports the broker module only to send messages."""
+    middleware = SpooledMiddleware()
+    assert "SPOOLED_API_KEY" in middleware.settings.connection_problems()[0]
+
+
+def test_errors_never_show_the_api_key() -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        resolve_settings(environ={"SPOOLED_API_KEY": "sk_secret_value", "SPOOLED_ENABLED": "x"})
+    assert "sk_secret_value" not in str(caught.value)
