@@ -146,7 +146,7 @@ def test_redis_every_process_mode_listens_in_each_worker_and_stops_mid_backoff(
     assert emulator.wait_for_connections(2, timeout=BOOT_TIMEOUT), run.log_text()
     time.sleep(1.0)
     assert emulator.connections_accepted("ws") == 2
-    assert "ForkProcess" not in run.log_text()
+    assert "spooled_listener' is ready" not in run.log_text()  # no Spooled fork process
 
     publish_failures(emulator, 5)
     records = run.wait_records(10, timeout=30)
@@ -160,6 +160,25 @@ def test_redis_every_process_mode_listens_in_each_worker_and_stops_mid_backoff(
     time.sleep(1.5)
     assert_clean_stop(run)
     assert run.log_text().count("Spooled runtime stopped") == 2
+
+
+def test_the_fork_stops_when_the_dramatiq_main_process_dies(
+    emulator: Emulator, run_dramatiq: RunDramatiq, unique_name: str
+) -> None:
+    """SIGKILL of ``dramatiq`` itself: no orphaned listener keeps dispatching."""
+    env = {
+        "SPOOLED_TEST_BROKER": "stub",
+        "SPOOLED_TEST_QUEUE": unique_name,
+        **spooled_env(emulator),
+    }
+    run = run_dramatiq("cli_app", env)
+    assert emulator.wait_for_connections(1, timeout=BOOT_TIMEOUT), run.log_text()
+    run.process.kill()
+    run.process.wait(5)
+    deadline = time.monotonic() + 5
+    while emulator.connections_current("ws") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert emulator.connections_current("ws") == 0
 
 
 def test_a_bad_subscription_stops_dramatiq_at_boot(
