@@ -1,3 +1,5 @@
+# mypy: allow-untyped-calls
+# (Dramatiq 1.x ships py.typed but leaves most broker methods unannotated.)
 """Subscriptions declared on actors: ``@dramatiq.actor(spooled_events=[...], ...)``.
 
 Each ``spooled_<field>`` actor option is a :class:`~spooled_integrations.runtime.Subscription`

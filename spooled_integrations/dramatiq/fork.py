@@ -1,3 +1,5 @@
+# mypy: allow-untyped-calls
+# (Dramatiq 1.x ships py.typed but leaves most broker methods unannotated.)
 """The fork function: the one Spooled listener of a ``dramatiq`` run, in its own process.
 
 The ``dramatiq`` command forks it from its main process after the workers booted
@@ -120,7 +122,7 @@ def _load_broker() -> dramatiq.Broker:
         if path not in sys.path:
             sys.path.insert(0, path)
     logger.debug("Spooled listener: loading broker %s and modules %s", broker_path, modules)
-    _, broker = import_broker(broker_path)  # type: ignore[no-untyped-call,unused-ignore]
+    _, broker = import_broker(broker_path)
     for module in modules:
         importlib.import_module(module)
     return broker  # type: ignore[no-any-return]

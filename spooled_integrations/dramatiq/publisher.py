@@ -1,3 +1,5 @@
+# mypy: allow-untyped-calls
+# (Dramatiq 1.x ships py.typed but leaves most broker methods unannotated.)
 """Hands routed events to Dramatiq actors: one message per event and subscription.
 
 ``options`` of a subscription use Dramatiq's names and units:
