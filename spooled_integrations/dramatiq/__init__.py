@@ -24,17 +24,20 @@ Where the listener runs (``mode``):
 
 ``"fork"`` (default)
     One listener per ``dramatiq`` run, in a process of its own that the ``dramatiq``
-    command forks through the middleware's ``forks`` (like Prometheus' exposition
-    server). ``dramatiq app -p 8`` holds one Spooled connection, not eight, and a crash
-    of a worker process does not drop it. Pick this unless you run several
-    ``dramatiq`` commands and want them to share the work of listening. When no
-    ``dramatiq`` command started the worker (``dramatiq.Worker`` in your own process or
+    command forks through the middleware's ``forks`` (as Dramatiq's Prometheus
+    middleware runs its exposition server). ``dramatiq app -p 8`` holds one Spooled
+    connection, not eight, and a worker process that crashes or is recycled does not
+    take the connection with it. Right for one ``dramatiq`` run; with several runs
+    (several nodes) each run has its own listener, so ``delivery="once"`` rules are
+    dispatched once per run until fleet coordination is configured. When no
+    ``dramatiq`` command started the worker (``dramatiq.Worker`` in your own process,
     in tests), there is no fork, so the listener runs in that process.
 ``"every_process"``
-    A listener in every worker process (started in ``after_worker_boot``). Only useful
-    with fleet coordination (``delivery="once"`` rules are otherwise dispatched by
-    every process), or with ``delivery="every_node"`` rules that must reach each
-    process.
+    A listener in every worker process (started in ``after_worker_boot``): ``-p 8``
+    means eight connections. Pick it for ``delivery="every_node"`` rules that must
+    reach every process (local caches), or together with fleet coordination, where
+    the extra listeners are hot standbys. Without coordination every listening process
+    dispatches every ``once`` rule, so an actor runs once per process.
 
 Either way, ``before_worker_shutdown`` (or SIGTERM in the fork) stops the listener
 within ``stop_timeout`` seconds, even while the connection is stalled or backing off.

@@ -58,6 +58,7 @@ class DramatiqPublisher:
 
     def __init__(self, broker: dramatiq.Broker) -> None:
         self.broker = broker
+        self._warned: set[str] = set()  # validate() runs more than once per boot
 
     def validate(self, subscriptions: Sequence[Subscription]) -> list[str]:
         """Every problem that would lose or misroute a message, one line each."""
@@ -81,11 +82,10 @@ class DramatiqPublisher:
                 )
             problems.extend(f"{where}.options{p}" for p in self._option_problems(sub, actors))
             if sub.max_age is not None and "max_age" not in self.broker.actor_options:
-                logger.warning(
-                    "%s has max_age but the broker has no AgeLimit middleware: stale events "
-                    "are dropped before sending, but a message that waits in the queue is "
-                    "not",
-                    where,
+                self._warn(
+                    f"{where} has max_age but the broker has no AgeLimit middleware: stale "
+                    "events are dropped before sending, but a message that waits in the "
+                    "queue is not"
                 )
         return problems
 
@@ -175,13 +175,16 @@ class DramatiqPublisher:
         if not 0 <= priority <= limit:
             return [f".priority: must be between 0 and {limit}, got {priority}"]
         if not max_priority:
-            logger.warning(
-                "options.priority=%d has no effect on %s: only RabbitmqBroker(max_priority=N) "
-                "honours message priorities",
-                priority,
-                type(self.broker).__name__,
+            self._warn(
+                f"options.priority={priority} has no effect on {type(self.broker).__name__}: "
+                "only RabbitmqBroker(max_priority=N) honours message priorities"
             )
         return []
+
+    def _warn(self, message: str) -> None:
+        if message not in self._warned:
+            self._warned.add(message)
+            logger.warning("%s", message)
 
 
 def _is_number(value: Any) -> bool:
