@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -298,3 +299,31 @@ def test_listen_usage_errors_exit_2(
     )
     assert result.returncode == 2
     assert message in result.stderr
+
+
+def test_the_signals_only_example_runs_until_sigterm(spooled_emulator: Emulator) -> None:
+    example = Path(__file__).resolve().parents[2] / "examples" / "signals_only.py"
+    process = subprocess.Popen(
+        [sys.executable, str(example)],
+        env=clean_env(
+            SPOOLED_API_KEY=spooled_emulator.api_key, SPOOLED_BASE_URL=spooled_emulator.base_url
+        ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert spooled_emulator.wait_for_connections(1, "ws", timeout=15)
+        spooled_emulator.publish(
+            "job.failed", job_id="j2", queue_name="q", error="boom", retry_count=1
+        )
+        time.sleep(0.5)
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=15)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, output
+    assert "job j2 failed (retry 1): boom" in output
+    assert "stopped: drained" in output
