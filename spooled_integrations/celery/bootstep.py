@@ -13,12 +13,9 @@ Everything that can be wrong is checked when the step is *built* (with the
 ``WorkController``), so a bad config stops the worker before it consumes anything.
 Building and starting do no network I/O: the runtime connects on its own thread.
 
-Fork safety: prefork replaces children (``--max-tasks-per-child``,
-``--max-memory-per-child``, a crash) by forking the main process *after* the runtime
-runs. A child inherits a copy of the runtime object, but not its threads. An
-``os.register_at_fork`` hook disarms every copy in the child: the step forgets it, and
-the copy is parked (never used, never garbage collected), so no finalizer in the child
-can touch the parent's socket. Every entry point also checks the owning pid.
+Fork safety: prefork forks replacement children from the main process *after* the
+runtime runs there; :mod:`~spooled_integrations.celery.forksafety` disarms the copy in
+every child, and every entry point here also checks the owning pid.
 
 gevent and eventlet pools are refused at boot: the runtime uses real OS threads and
 blocking sockets, which green pools monkey-patch. Run the listener on a prefork,
@@ -35,6 +32,7 @@ from typing import Any
 
 from celery import bootsteps
 
+from spooled_integrations.celery.forksafety import track, untrack
 from spooled_integrations.celery.settings import (
     SpooledCelerySettings,
     SpooledImproperlyConfigured,
@@ -51,33 +49,7 @@ logger = logging.getLogger(__name__)
 installed_apps: weakref.WeakSet[Any] = weakref.WeakSet()
 """Apps passed to :func:`spooled_integrations.celery.install` (enabled by default)."""
 
-_running: weakref.WeakSet[SpooledStep] = weakref.WeakSet()
-_parked: list[Any] = []  # runtimes inherited by a forked child: kept, never touched
-_fork_hook_lock = threading.Lock()
-_fork_hook = threading.Event()  # set once os.register_at_fork ran (it cannot be undone)
-
 _TERMINATE_TIMEOUT = 1.0
-
-
-def _disarm_after_fork() -> None:
-    """``os.register_at_fork(after_in_child=...)``: no listener survives a fork.
-
-    Runs in the child right after ``fork()``: takes no lock and does no I/O.
-    """
-    for step in list(_running):
-        runtime = step.runtime
-        if runtime is not None:
-            _parked.append(runtime)
-        step.runtime = None
-        step.disarmed = True
-    _running.clear()
-
-
-def _register_fork_hook() -> None:
-    with _fork_hook_lock:
-        if not _fork_hook.is_set():
-            os.register_at_fork(after_in_child=_disarm_after_fork)
-            _fork_hook.set()
 
 
 def _refuse_green_pool(parent: Any) -> None:
@@ -137,6 +109,12 @@ class SpooledStep(bootsteps.StartStopStep):
     def create(self, parent: Any) -> None:
         return None
 
+    def disarm(self) -> SpooledRuntime | None:
+        """In a forked child: forget the runtime without touching it (see forksafety)."""
+        runtime, self.runtime = self.runtime, None
+        self.disarmed = True
+        return runtime
+
     def _owned(self) -> bool:
         return not self.disarmed and os.getpid() == self._pid
 
@@ -144,8 +122,7 @@ class SpooledStep(bootsteps.StartStopStep):
         runtime = self.runtime
         if runtime is None or not self._owned():
             return
-        _register_fork_hook()
-        _running.add(self)
+        track(self)
         runtime.start()
 
     def stop(self, parent: Any) -> None:
@@ -162,12 +139,14 @@ class SpooledStep(bootsteps.StartStopStep):
         self.stop(parent)
 
     def _stop(self, timeout: float) -> None:
+        if not self._owned():  # a forked child: its copy is parked, never stopped
+            return
         with self._lock:
             runtime = self.runtime
-            if runtime is None or self._stopped or not self._owned():
+            if runtime is None or self._stopped:
                 return
             self._stopped = True
-        _running.discard(self)
+        untrack(self)
         # The runtime bounds its own stop; this guard holds even if it did not, so a
         # worker always exits within its shutdown time.
         worker = threading.Thread(

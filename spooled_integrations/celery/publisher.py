@@ -17,6 +17,7 @@ from typing import Any
 
 from celery import Celery
 
+from spooled_integrations.celery.forksafety import fork_gate
 from spooled_integrations.protocol import Event
 from spooled_integrations.runtime.subscriptions import Subscription, position
 
@@ -145,7 +146,8 @@ class CeleryPublisher:
         if task is None:  # signal-only rules are never routed here
             return
         options = self.send_options(subscription, event)
-        result = self.app.send_task(task, args=[payload], **options)
+        with fork_gate.publishing():  # a prefork child never inherits a half-done publish
+            result = self.app.send_task(task, args=[payload], **options)
         logger.debug(
             "sent %s for %s event (subscription %r, task id %s)",
             task,

@@ -1,0 +1,225 @@
+"""Real ``celery worker`` subprocesses on real brokers, with the emulator as Spooled.
+
+What must hold on every pool and broker: N matching events run the routed task exactly
+N times with the right payloads, non-matching events run nothing, and the node holds
+exactly one Spooled connection (also after prefork replaced its children).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from spooled_integrations.testing import Emulator
+
+pytestmark = pytest.mark.slow
+
+N = 5
+CELERY_BIN = os.path.join(os.path.dirname(sys.executable), "celery")
+
+
+def _publish_mix(emu: Emulator, count: int = N, start: int = 0) -> None:
+    """Non-matching events around ``count`` matching ``job.completed`` on ``emails``."""
+    emu.publish("job.completed", job_id="other-queue", queue_name="reports", duration_ms=1)
+    emu.publish("job.started", job_id="started", queue_name="emails")
+    emu.publish("job.failed", job_id="failed-elsewhere", queue_name="reports", error="x")
+    for i in range(start, start + count):
+        emu.publish("job.completed", job_id=f"job-{i}", queue_name="emails", duration_ms=i)
+    emu.publish("job.retrying", job_id="retrying", queue_name="emails")
+
+
+def _assert_completed_payloads(records: list[dict[str, Any]], ids: range) -> None:
+    assert sorted(r["payload"]["data"]["job_id"] for r in records) == sorted(
+        f"job-{i}" for i in ids
+    )
+    for record in records:
+        assert record["task"] == "record"
+        payload = record["payload"]
+        assert payload["type"] == "job.completed"
+        assert payload["data"]["queue_name"] == "emails"
+        assert payload["data"]["duration_ms"] == int(payload["data"]["job_id"][4:])
+
+
+@pytest.mark.parametrize("broker_name", ["redis", "rabbitmq"])
+@pytest.mark.parametrize("pool", ["prefork", "threads", "solo"])
+def test_each_matching_event_runs_the_routed_task_once(
+    pool: str,
+    broker_name: str,
+    request: pytest.FixtureRequest,
+    emulator: Emulator,
+    start_worker: Callable[..., Any],
+    inspect_status: Callable[..., dict[str, Any]],
+) -> None:
+    broker = request.getfixturevalue(f"{broker_name}_url")
+    worker = start_worker(broker, emulator, pool=pool, concurrency=2)
+    assert emulator.wait_for_connections(1, transport="ws", timeout=20), worker.output()
+
+    _publish_mix(emulator)
+    records = worker.wait_records(N)
+    _assert_completed_payloads(records, range(N))
+
+    status = inspect_status(broker, worker.node)
+    assert status["enabled"] is True
+    assert status["connected"] is True
+    assert status["counters"]["published"] == N
+    assert status["counters"]["dispatched"] == N + 4  # the non-matching ones too
+    time.sleep(0.3)  # a duplicate would have run by now
+    assert len(worker.records()) == N
+    assert emulator.connections_current("ws") == 1
+    assert emulator.connections_accepted("ws") == 1
+
+
+def test_prefork_child_replacement_keeps_one_listener(
+    redis_url: str, emulator: Emulator, start_worker: Callable[..., Any]
+) -> None:
+    worker = start_worker(
+        redis_url, emulator, pool="prefork", concurrency=2, args=("--max-tasks-per-child", "1")
+    )
+    assert emulator.wait_for_connections(1, transport="ws", timeout=20), worker.output()
+    _publish_mix(emulator, count=4)
+    first = worker.wait_records(4)
+    # Every child ran one task and was replaced by a fresh fork of the main process.
+    assert len({r["pid"] for r in first}) >= 3
+
+    _publish_mix(emulator, count=2, start=4)
+    records = worker.wait_records(6)
+    _assert_completed_payloads(records, range(6))
+    time.sleep(0.3)
+    assert len(worker.records()) == 6
+    assert emulator.connections_accepted("ws") == 1
+    assert emulator.connections_current("ws") == 1
+
+
+@pytest.mark.parametrize("fault", ["stalled", "server_down"])
+def test_sigterm_exits_within_the_shutdown_timeout(
+    fault: str, redis_url: str, emulator: Emulator, start_worker: Callable[..., Any]
+) -> None:
+    shutdown_timeout = 3.0
+    worker = start_worker(
+        redis_url,
+        emulator,
+        pool="prefork",
+        spooled_shutdown_timeout=shutdown_timeout,
+        # Long enough that neither the liveness check nor a reconnect ends the wait.
+        spooled_liveness_timeout=120,
+        spooled_reconnect_delay=30,
+        spooled_max_reconnect_delay=60,
+    )
+    assert emulator.wait_for_connections(1, transport="ws", timeout=20), worker.output()
+    emulator.publish("job.completed", job_id="job-0", queue_name="emails", duration_ms=0)
+    worker.wait_records(1)
+    if fault == "stalled":
+        emulator.stall(True)
+    else:
+        emulator.stop()
+    time.sleep(0.5)
+    elapsed = worker.terminate(timeout=30)
+    assert worker.proc.returncode == 0, worker.output()
+    assert elapsed < shutdown_timeout + 3.0, f"took {elapsed:.1f}s\n{worker.output()}"
+    assert "Spooled runtime stopped" in worker.output()
+
+
+@pytest.mark.parametrize("mode", ["imports", "django"])
+def test_config_only_enabling(
+    mode: str, redis_url: str, emulator: Emulator, start_worker: Callable[..., Any]
+) -> None:
+    worker = start_worker(redis_url, emulator, mode=mode, pool="threads")
+    assert emulator.wait_for_connections(1, transport="ws", timeout=20), worker.output()
+    emulator.publish("job.completed", job_id="job-0", queue_name="emails", duration_ms=0)
+    emulator.publish("job.failed", job_id="job-1", queue_name="emails", error="boom")
+    records = worker.wait_records(2)
+    by_task = {r["task"]: r["payload"] for r in records}
+    assert by_task["record"]["data"]["job_id"] == "job-0"
+    # Declared by task options, with payload="data".
+    assert by_task["record_failed"]["job_id"] == "job-1"
+    assert by_task["record_failed"]["error"] == "boom"
+    assert emulator.connections_accepted("ws") == 1
+
+
+def test_install_and_imports_together_start_one_listener(
+    redis_url: str, emulator: Emulator, start_worker: Callable[..., Any]
+) -> None:
+    worker = start_worker(
+        redis_url,
+        emulator,
+        mode="install",
+        imports=["spooled_integrations.celery"],
+        spooled_enabled=True,
+    )
+    assert emulator.wait_for_connections(1, transport="ws", timeout=20), worker.output()
+    worker.wait_ready()
+    emulator.publish("job.completed", job_id="job-0", queue_name="emails", duration_ms=0)
+    worker.wait_records(1)
+    time.sleep(0.3)
+    assert len(worker.records()) == 1
+    assert emulator.connections_accepted("ws") == 1
+    assert worker.output().count("Spooled runtime started") == 1
+
+
+def test_nodes_can_opt_out(
+    redis_url: str,
+    emulator: Emulator,
+    start_worker: Callable[..., Any],
+    inspect_status: Callable[..., dict[str, Any]],
+) -> None:
+    by_option = start_worker(redis_url, emulator, args=("--no-spooled",))
+    by_env = start_worker(redis_url, emulator, mode="imports", env={"SPOOLED_ENABLED": "0"})
+    by_module_cli = start_worker(
+        redis_url,
+        emulator,
+        mode="imports",
+        command=(sys.executable, "-m", "spooled_integrations.celery"),
+        args=("--no-spooled",),
+    )
+    for worker in (by_option, by_env, by_module_cli):
+        worker.wait_ready()
+    assert inspect_status(redis_url, by_option.node)["enabled_by"] == "--no-spooled"
+    assert inspect_status(redis_url, by_env.node)["enabled_by"] == "SPOOLED_ENABLED"
+    assert inspect_status(redis_url, by_module_cli.node)["enabled"] is False
+    assert emulator.connections_accepted("ws") == 0
+
+
+def test_inspect_spooled_status_from_the_command_line(
+    redis_url: str, emulator: Emulator, start_worker: Callable[..., Any]
+) -> None:
+    installed = start_worker(redis_url, emulator, mode="install")
+    config_only = start_worker(redis_url, emulator, mode="imports")
+    assert emulator.wait_for_connections(2, transport="ws", timeout=20)
+    installed.wait_ready()
+    config_only.wait_ready()
+    for worker, command in (
+        (installed, [CELERY_BIN]),
+        (config_only, [sys.executable, "-m", "spooled_integrations.celery"]),
+    ):
+        result = subprocess.run(
+            [
+                *command,
+                "-A",
+                "spooled_testapp",
+                "inspect",
+                "spooled_status",
+                "-d",
+                worker.node,
+                "--json",
+                "-t",
+                "5",
+            ],
+            env=worker.env,
+            cwd=worker.log.parent,
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr.decode()
+        replies = json.loads(result.stdout.decode().strip().splitlines()[-1])
+        status = replies[worker.node]
+        assert status["enabled"] is True
+        assert status["connected"] is True
+        assert status["transport"] == "ws"
