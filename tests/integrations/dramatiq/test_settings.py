@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import subprocess
+import sys
 from types import SimpleNamespace
 
 import pytest
@@ -137,3 +139,15 @@ def test_errors_never_show_the_api_key() -> None:
     with pytest.raises(ConfigurationError) as caught:
         resolve_settings(environ={"SPOOLED_API_KEY": "sk_secret_value", "SPOOLED_ENABLED": "x"})
     assert "sk_secret_value" not in str(caught.value)
+
+
+def test_without_dramatiq_the_import_error_names_the_extra() -> None:
+    code = (
+        "import sys; sys.modules['dramatiq'] = None\n"
+        "try:\n    import spooled_integrations.dramatiq\n"
+        "except ImportError as exc:\n    print(exc)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert 'pip install "spooled-integrations[dramatiq]"' in result.stdout
