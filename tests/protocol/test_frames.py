@@ -34,13 +34,21 @@ def test_backend_envelope_and_go_shape_give_the_same_event() -> None:
     backend = decode_frame(frame("JobCompleted", job_id="j1", queue_name="emails", duration_ms=12))
     go = decode_frame(
         json.dumps(
-            {"type": "job.completed", "timestamp": TS, "data": {"job_id": "j1", "queue_name": "emails"}}
+            {
+                "type": "job.completed",
+                "timestamp": TS,
+                "data": {"job_id": "j1", "queue_name": "emails"},
+            }
         )
     )
     assert backend.type == go.type == "job.completed"
     assert backend.wire_type == "JobCompleted"
     assert go.wire_type == "job.completed"
-    assert backend.timestamp == go.timestamp == datetime(2025, 12, 13, 1, 2, 3, 123456, tzinfo=timezone.utc)
+    assert (
+        backend.timestamp
+        == go.timestamp
+        == datetime(2025, 12, 13, 1, 2, 3, 123456, tzinfo=timezone.utc)
+    )
     assert backend.job().duration_ms == 12
     assert go.job().queue_name == "emails"
 
@@ -107,7 +115,9 @@ def test_unknown_type_is_kept_not_dropped() -> None:
     ],
 )
 def test_status_change_derives_lifecycle_event(old: str, new: str, derived: str | None) -> None:
-    events = normalize(frame("JobStatusChange", job_id="j1", queue_name="q", old_status=old, new_status=new))
+    events = normalize(
+        frame("JobStatusChange", job_id="j1", queue_name="q", old_status=old, new_status=new)
+    )
     assert events[0].type == "job.status"
     if derived is None:
         assert len(events) == 1
@@ -119,7 +129,13 @@ def test_status_change_derives_lifecycle_event(old: str, new: str, derived: str 
 
 def test_identity_of_derived_and_direct_forms_match() -> None:
     [_, derived] = normalize(
-        frame("JobStatusChange", job_id="j1", queue_name="q", old_status="processing", new_status="completed")
+        frame(
+            "JobStatusChange",
+            job_id="j1",
+            queue_name="q",
+            old_status="processing",
+            new_status="completed",
+        )
     )
     direct = decode_frame(frame("JobCompleted", job_id="j1", queue_name="q", duration_ms=3))
     assert derived.identity_key == direct.identity_key == "job.completed:j1"
@@ -129,14 +145,22 @@ def test_identity_of_derived_and_direct_forms_match() -> None:
 
 
 def test_identity_of_other_events_is_content_based() -> None:
-    a = decode_frame(frame("QueueStats", queue_name="q", pending=1, processing=0, completed=0, failed=0))
-    b = decode_frame(frame("QueueStats", queue_name="q", pending=1, processing=0, completed=0, failed=0))
-    c = decode_frame(frame("QueueStats", queue_name="q", pending=2, processing=0, completed=0, failed=0))
+    a = decode_frame(
+        frame("QueueStats", queue_name="q", pending=1, processing=0, completed=0, failed=0)
+    )
+    b = decode_frame(
+        frame("QueueStats", queue_name="q", pending=1, processing=0, completed=0, failed=0)
+    )
+    c = decode_frame(
+        frame("QueueStats", queue_name="q", pending=2, processing=0, completed=0, failed=0)
+    )
     assert a.identity_key == b.identity_key != c.identity_key
 
 
 def test_sse_payload_type_wins_over_event_line_and_bare_data_uses_event_line() -> None:
-    assert decode_frame(frame("JobCreated", job_id="j"), event_name="job.status").type == "job.created"
+    assert (
+        decode_frame(frame("JobCreated", job_id="j"), event_name="job.status").type == "job.created"
+    )
     bare = decode_frame(b'{"database":true,"redis":false}', event_name="system.health")
     assert bare.type == "system.health"
     assert bare.data == {"database": True, "redis": False}
@@ -195,7 +219,13 @@ def test_bad_timestamp_is_none_but_raw_kept() -> None:
 
 def test_to_dict_is_json_serializable() -> None:
     [status, derived] = normalize(
-        frame("JobStatusChange", job_id="j1", queue_name="q", old_status="processing", new_status="completed")
+        frame(
+            "JobStatusChange",
+            job_id="j1",
+            queue_name="q",
+            old_status="processing",
+            new_status="completed",
+        )
     )
     restored = json.loads(json.dumps(derived.to_dict()))
     assert restored["type"] == "job.completed"
@@ -206,12 +236,24 @@ def test_to_dict_is_json_serializable() -> None:
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
     max_leaves=12,
 )
 known_names = st.sampled_from([m.value for m in EventType] + [wire_variant(m) for m in EventType])
 field_names = st.sampled_from(
-    ["job_id", "queue_name", "worker_id", "new_status", "old_status", "retry_count", "priority", "timestamp", "x"]
+    [
+        "job_id",
+        "queue_name",
+        "worker_id",
+        "new_status",
+        "old_status",
+        "retry_count",
+        "priority",
+        "timestamp",
+        "x",
+    ]
 )
 
 

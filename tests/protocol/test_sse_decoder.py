@@ -80,7 +80,9 @@ def test_no_space_after_colon_and_field_without_colon() -> None:
 
 
 def test_event_without_data_is_not_dispatched() -> None:
-    assert decode_all([b"event: lonely\n\ndata: after\n\n"]) == [SSEMessage(event="message", data="after")]
+    assert decode_all([b"event: lonely\n\ndata: after\n\n"]) == [
+        SSEMessage(event="message", data="after")
+    ]
 
 
 def test_bom_is_stripped_even_when_split() -> None:
@@ -96,14 +98,21 @@ def test_unterminated_event_is_discarded_at_close() -> None:
 
 @given(st.lists(st.integers(min_value=0, max_value=10_000), max_size=12))
 def test_any_chunking_gives_the_same_messages(cuts: list[int]) -> None:
-    stream = AXUM_EVENT + b": keepalive\r\n\r\n" + AXUM_EVENT.replace(b"\n", b"\r\n") + AXUM_EVENT.replace(b"\n", b"\r")
+    stream = (
+        AXUM_EVENT
+        + b": keepalive\r\n\r\n"
+        + AXUM_EVENT.replace(b"\n", b"\r\n")
+        + AXUM_EVENT.replace(b"\n", b"\r")
+    )
     whole = decode_all([stream])
     assert len(whole) == 3
     assert decode_all(split_at(stream, cuts)) == whole
 
 
 @given(st.binary(max_size=2000), st.lists(st.integers(min_value=0, max_value=2000), max_size=8))
-def test_arbitrary_bytes_never_raise_and_chunking_is_invisible(data: bytes, cuts: list[int]) -> None:
+def test_arbitrary_bytes_never_raise_and_chunking_is_invisible(
+    data: bytes, cuts: list[int]
+) -> None:
     whole = decode_all([data])
     assert decode_all(split_at(data, cuts)) == whole
     for message in whole:
