@@ -529,6 +529,28 @@ def test_publish_spellings_and_unknown_types(
     assert frames_until(ws, is_job("j2")) == [joined, status, odd]
 
 
+def test_publish_raw_sends_bytes_unchanged(
+    spooled_emulator: Emulator, http: Any, sockets: list[websocket.WebSocket]
+) -> None:
+    emu = spooled_emulator
+    ws = open_ws(emu, sockets, header=emu.api_key)
+    ws.recv()
+    with sse(http(emu), "/api/v1/events", bearer(emu.api_key)) as stream:
+        assert emu.wait_for_connections(1, "sse")
+        emu.publish_raw("not json")
+        emu.publish_raw(b"\x00\x01", binary=True)
+        emu.publish_raw("{}", event="job.completed")
+        emu.publish_raw(b"retry: 5\n: odd\n\n", verbatim=True)
+        body = stream.read(lambda b: b.endswith(b": odd\n\n"))
+    assert body == (
+        b"data: not json\n\ndata: \x00\x01\n\nevent: job.completed\ndata: {}\n\nretry: 5\n: odd\n\n"
+    )
+    assert ws.recv_data_frame(True)[1].data == b"not json"
+    opcode, frame = ws.recv_data_frame(True)
+    assert (opcode, frame.data) == (websocket.ABNF.OPCODE_BINARY, b"\x00\x01")
+    assert emu.frames_sent == 8
+
+
 def test_strict_ws_filters(
     spooled_emulator_strict: Emulator, sockets: list[websocket.WebSocket]
 ) -> None:
