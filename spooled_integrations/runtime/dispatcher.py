@@ -117,6 +117,7 @@ class Dispatcher:
         self._sender = self if signal_sender is None else signal_sender
         self._wall_clock = wall_clock
         self._lock = threading.Lock()
+        self._stop_lock = threading.Lock()  # one stop() at a time; the rest get its report
         self._thread: threading.Thread | None = None
         self._accepting = False
         self._stopping = False
@@ -167,16 +168,25 @@ class Dispatcher:
 
         Events still queued (or mid-publish) at the deadline are counted as
         ``dropped{"stopped"}`` and signalled once on ``event_dropped`` with
-        ``event=None``. Idempotent: later calls return the first report.
+        ``event=None``. Idempotent: later calls return the first report. Called from a
+        receiver (the dispatch thread itself), it cannot wait for the queue: the rest
+        is left and the thread ends after the current event.
         """
+        with self._stop_lock:
+            if self._report is None:
+                self._report = self._stop(timeout)
+            return self._report
+
+    def _stop(self, timeout: float) -> DrainReport:
         with self._lock:
-            if self._report is not None:
-                return self._report
             self._accepting = False
             self._stopping = True
             thread = self._thread
         if thread is None:
-            report = DrainReport(drained=0, left=0, timed_out=False)
+            return DrainReport(drained=0, left=0, timed_out=False)
+        if thread is threading.current_thread():
+            self._abandon.set()
+            report = DrainReport(drained=0, left=self._pending(), timed_out=False)
         else:
             # When full, the thread is busy and checks _stopping after every event.
             with contextlib.suppress(queue.Full):
@@ -202,8 +212,6 @@ class Dispatcher:
                 reason="stopped",
                 detail=f"{report.left} event(s) not dispatched before the stop timeout",
             )
-        with self._lock:
-            self._report = report
         return report
 
     # -- dispatch thread -----------------------------------------------------------

@@ -38,6 +38,12 @@ Operational signals (sender in brackets):
 - :data:`stream_gap` [runtime]: ``disconnected_at=``, ``reconnected_at=`` (aware UTC
   datetimes); events published in between may have been missed.
 - :data:`leadership_changed` [runtime]: reserved for fleet coordination.
+
+Threads: ``spooled_signal`` runs on the dispatch thread. ``connection_state_changed``
+and ``stream_gap`` run on the client's reader thread (or the thread calling
+``stop()``), as does ``event_dropped`` for ``overflow`` -- the reader is the one that
+could not queue the event -- so receivers of those must be trivial: a slow one delays
+reading. ``receiver_failed`` runs on the thread whose receiver raised.
 """
 
 from __future__ import annotations

@@ -341,3 +341,49 @@ def test_recording_publisher_validates_targets():
     failing = RecordingPublisher(fail_times=1, error=lambda: PublishError("broker down"))
     with pytest.raises(PublishError, match="broker down"):
         failing.publish(subs[0], {}, None)  # type: ignore[arg-type]
+
+
+def test_stop_from_a_receiver_does_not_deadlock(make_dispatcher, make_event, record):
+    seen = record(spooled_signal)
+    dispatcher = make_dispatcher(subs=[])
+    reports = []
+    gate = Gate()
+
+    def stopper(sender: Any, **kw: Any) -> None:
+        gate.opened.wait(5)  # let the test queue more events behind this one
+        reports.append(dispatcher.stop(timeout=5))
+
+    with spooled_signal.connected_to(stopper, sender="job.started"):
+        dispatcher.submit(make_event("JobStarted", job_id="stop-now", queue_name="q"))
+        for i in range(3):
+            dispatcher.submit(completed(make_event, job=f"j{i}"))
+        gate.opened.set()
+        deadline = time.monotonic() + 5
+        while dispatcher.running and time.monotonic() < deadline:
+            time.sleep(0.01)
+    assert not dispatcher.running
+    assert [(r.left, r.timed_out) for r in reports] == [(3, False)]
+    assert [e.job_id for e in seen.kwarg("event")] == ["stop-now"]
+    assert dispatcher.stop(1) is reports[0]
+    assert dispatcher.metrics.dropped("stopped") == 3
+
+
+def test_concurrent_stops_share_one_report(make_dispatcher, make_event):
+    gate = Gate()
+    dispatcher = make_dispatcher(subs=[])
+    reports: list[Any] = []
+    with spooled_signal.connected_to(gate):
+        dispatcher.submit(completed(make_event))
+        assert gate.entered.wait(5)
+        for i in range(4):
+            dispatcher.submit(completed(make_event, job=f"j{i}"))
+        threads = [
+            threading.Thread(target=lambda: reports.append(dispatcher.stop(0.2))) for _ in range(3)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(5)
+        gate.opened.set()
+    assert len(reports) == 3 and all(r is reports[0] for r in reports)
+    assert dispatcher.metrics.dropped("stopped") == reports[0].left == 5
