@@ -44,7 +44,7 @@ def redis_url() -> str:
 def rabbitmq_url() -> str:
     """An AMQP URL; skips (or fails under CI) without RabbitMQ."""
     _require("RabbitMQ", RABBIT_HOST, RABBIT_PORT)
-    return f"amqp://guest:guest@{RABBIT_HOST}:{RABBIT_PORT}//"
+    return f"amqp://guest:guest@{RABBIT_HOST}:{RABBIT_PORT}/%2F"  # kombu and pika alike
 
 
 @pytest.fixture
