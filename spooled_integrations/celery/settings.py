@@ -52,7 +52,7 @@ from typing import Any, Literal
 
 from celery import Celery
 from celery.exceptions import ImproperlyConfigured
-from pydantic import ValidationError
+from pydantic import ValidationError, create_model
 
 from spooled_integrations.celery.publisher import CeleryPublisher
 from spooled_integrations.celery.taskoptions import as_task_option, task_subscriptions
@@ -270,24 +270,25 @@ def _connection(reader: _Reader) -> ConnectionOptions | None:
             value = reader.env.get(_ENV[name]) or None
         if value is not None:
             values[name] = value
-    try:
-        options = ConnectionOptions(**values)
-    except ValidationError as exc:
-        for error in exc.errors(include_url=False, include_input=False):
-            loc = error["loc"]
-            message = error["msg"].removeprefix("Value error, ")
-            if loc and isinstance(loc[0], str):
-                reader.problem(str(loc[0]), message)
-            else:
-                reader.problems.append(f"Spooled connection settings: {message}")
-        return None
-    if not options.has_credentials():
+    if not any(values.get(name) for name in ("api_key", "token")):
         reader.problem(
             "api_key",
             "no Spooled credentials; set spooled_api_key (or the SPOOLED_API_KEY "
             "environment variable) or spooled_token (SPOOLED_TOKEN)",
         )
-    return options
+    try:
+        return ConnectionOptions(**values)
+    except ValidationError as exc:
+        for error in exc.errors(include_url=False, include_input=False):
+            loc = error["loc"]
+            message = error["msg"].removeprefix("Value error, ")
+            # Cross-field checks have no location but start with the field's name.
+            field = str(loc[0]) if loc else message.split(" ", 1)[0]
+            if f"spooled_{field}" in SETTINGS:
+                reader.problem(field, message)
+            else:
+                reader.problems.append(f"Spooled connection settings: {message}")
+    return None
 
 
 def _transport(reader: _Reader) -> Literal["ws", "sse"]:
@@ -366,22 +367,25 @@ def _coordination(reader: _Reader) -> Any:
     return value
 
 
-def _tuning(reader: _Reader, connection: ConnectionOptions | None) -> dict[str, Any]:
+def _tuning(reader: _Reader) -> dict[str, Any]:
     """Runtime tuning values, checked by :class:`RuntimeConfig`'s own field rules."""
     values = {name: reader.get(name) for name in _RUNTIME_FIELDS}
     values = {name: value for name, value in values.items() if value is not None}
     if not values:
         return {}
-    probe = {"connection": connection or ConnectionOptions(), **values}
+    fields: dict[str, Any] = {
+        name: (RuntimeConfig.model_fields[name].annotation, RuntimeConfig.model_fields[name])
+        for name in values
+    }
+    probe = create_model("SpooledTuning", **fields)
     try:
-        RuntimeConfig.__pydantic_validator__.validate_python(probe)
+        checked = probe.model_validate(values)
     except ValidationError as exc:
         for error in exc.errors(include_url=False, include_input=False):
             loc = error["loc"]
-            name = str(loc[0]) if loc else "runtime"
-            reader.problem(name, error["msg"])
+            reader.problem(str(loc[0]) if loc else "tuning", error["msg"])
         return {}
-    return values
+    return {name: getattr(checked, name) for name in values}
 
 
 def _task_rules(
@@ -425,7 +429,7 @@ def read_settings(
     external = _external_tasks(reader)
     coordination = _coordination(reader)
     timeout = reader.number("shutdown_timeout", DEFAULT_SHUTDOWN_TIMEOUT)
-    tuning = _tuning(reader, connection)
+    tuning = _tuning(reader)
     publisher = CeleryPublisher(app, external_tasks=external)
     subscriptions = _task_rules(reader, publisher, configured)
     reader.fail_if_any()

@@ -7,6 +7,7 @@ of a failed test. Queues are unique per test and deleted afterwards.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -101,10 +102,8 @@ class WorkerProcess:
             except subprocess.TimeoutExpired:
                 pass
         # The prefork children share the session we created for this worker.
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
         self.proc.wait(10)
 
 
@@ -147,10 +146,8 @@ def _delete_queues(broker: str, queues: list[str]) -> None:
         with Connection(broker, connect_timeout=2) as conn:
             channel = conn.default_channel
             for queue in queues:
-                try:
+                with contextlib.suppress(Exception):
                     channel.queue_delete(queue)
-                except Exception:
-                    pass
     except Exception:
         pass
 
