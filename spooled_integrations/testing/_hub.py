@@ -15,9 +15,23 @@ from typing import Any, Literal
 
 from spooled_integrations.testing._wire import Envelope, StreamFilter, sse_event
 
-__all__ = ["Hub", "Item", "Rejection", "Stream"]
+__all__ = ["COUNTER_NAMES", "Hub", "Item", "Rejection", "Stream"]
 
 Transport = Literal["ws", "sse"]
+
+COUNTER_NAMES = (
+    "ws_accepted",  # WS upgrades (101), including accept_then_close ones
+    "sse_accepted",  # SSE responses (200)
+    "frames_sent",  # WS data frames and SSE data events (not pings, not comments)
+    "pings_sent",  # WS Ping envelopes
+    "comments_sent",  # SSE ': keepalive' / ': ping'
+    "stalled_drops",  # events discarded while stalled
+    "logins",  # POST /auth/login past body validation
+    "commands",  # WS commands understood
+    "ignored_messages",  # WS text frames that are not a known command
+    "rejected_by_fault",  # answers from reject_next()
+    "accept_then_close",  # connections closed by accept_then_close()
+)
 
 
 @dataclass(frozen=True)
@@ -80,7 +94,8 @@ class Hub:
 
     def counters(self) -> dict[str, int]:
         with self._cond:
-            snapshot = dict(self._counters)
+            snapshot = dict.fromkeys(COUNTER_NAMES, 0)
+            snapshot.update(self._counters)
             for kind in ("ws", "sse"):
                 snapshot[f"{kind}_current"] = self._current[kind]
             return snapshot

@@ -1,4 +1,4 @@
-"""The emulator's aiohttp application: auth, WebSocket, SSE and the REST subset.
+"""The emulator's aiohttp application: lifecycle, publishing, WebSocket and SSE.
 
 Runs on the emulator's event loop; :class:`~spooled_integrations.testing.Emulator`
 owns the thread and marshals control calls here.
@@ -10,8 +10,7 @@ import asyncio
 import contextlib
 import json
 import logging
-import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
 
@@ -20,7 +19,15 @@ from aiohttp import WSMsgType, web
 from spooled_integrations.protocol.vocabulary import TERMINAL_STATUSES
 from spooled_integrations.testing._auth import Auth, Identity, Rejected
 from spooled_integrations.testing._config import Settings
+from spooled_integrations.testing._http import (
+    API,
+    add_api_headers,
+    api_middleware,
+    json_response,
+    text_response,
+)
 from spooled_integrations.testing._hub import Hub, Item, Rejection, Stream
+from spooled_integrations.testing._rest import Rest
 from spooled_integrations.testing._state import Published, State
 from spooled_integrations.testing._wire import (
     Envelope,
@@ -35,7 +42,6 @@ __all__ = ["Server"]
 
 logger = logging.getLogger(__name__)
 
-API = "/api/v1"
 _WS_QUERY_FIELDS = ("queue", "job_id", "events", "token")
 _STRICT_COMMANDS = frozenset({"Subscribe", "Unsubscribe", "Ping"})
 _LENIENT_COMMANDS = _STRICT_COMMANDS | {"subscribe", "unsubscribe", "ping"}
@@ -43,56 +49,6 @@ _QUEUE_FILTER_EXTRA = frozenset("-_.*")
 
 # A poll step: (chunks to write, each flagged "is a data event"), then "end the body".
 PollResult = tuple[list[tuple[bytes, bool]], bool]
-
-
-def _text(status: int, text: str) -> web.Response:
-    return web.Response(status=status, text=text)
-
-
-def _json_response(status: int, value: Any) -> web.Response:
-    return web.Response(status=status, text=json.dumps(value), content_type="application/json")
-
-
-def _invalid_json(message: str) -> Rejected:
-    detail = {"field": "body", "message": message, "code": "PARSE_ERROR"}
-    return Rejected(400, {"error": "Invalid JSON", "code": "INVALID_JSON", "details": [detail]})
-
-
-def _validation_error(field: str, message: str) -> Rejected:
-    detail = {"field": field, "message": message, "code": "length"}
-    return Rejected(
-        400, {"error": "Validation failed", "code": "VALIDATION_ERROR", "details": [detail]}
-    )
-
-
-def _respond(rejected: Rejected) -> web.Response:
-    if isinstance(rejected.body, str):
-        return _text(rejected.status, rejected.body)
-    return _json_response(rejected.status, rejected.body)
-
-
-async def _read_json(request: web.Request) -> dict[str, Any]:
-    """A JSON object body, with the backend's ``Invalid JSON`` answer for anything else."""
-    if "json" not in request.content_type:
-        raise _invalid_json("Expected request with `Content-Type: application/json`")
-    try:
-        value = json.loads(await request.read())
-    except ValueError:
-        raise _invalid_json("Failed to parse the request body as JSON") from None
-    if not isinstance(value, dict):
-        raise _invalid_json("Expected a JSON object")
-    return value
-
-
-def _field(body: dict[str, Any], name: str, kind: type, *, required: bool = True) -> Any:
-    value = body.get(name)
-    if value is None:
-        if required:
-            raise _invalid_json(f"missing field `{name}`")
-        return None
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise _invalid_json(f"invalid type for `{name}`: expected {kind.__name__}")
-    return value
 
 
 def _valid_queue_filter(queue: str) -> str | None:
@@ -117,31 +73,6 @@ def _upgrade_problem(request: web.Request) -> tuple[int, str] | None:
     if "Sec-WebSocket-Key" not in headers:
         return 400, "`Sec-WebSocket-Key` header missing"
     return None
-
-
-@web.middleware
-async def _api_middleware(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
-    if request.path.startswith(API):
-        version = request.headers.get("X-API-Version")
-        if (
-            version
-            and len(version) <= 16
-            and all(c.isascii() and (c.isalnum() or c == ".") for c in version)
-            and version != "1"
-        ):
-            return _text(400, f"Unsupported API version: {version}. Supported versions: 1")
-    try:
-        return await handler(request)
-    except Rejected as rejected:
-        return _respond(rejected)
-
-
-async def _add_api_headers(request: web.Request, response: web.StreamResponse) -> None:
-    if request.path.startswith(API):
-        response.headers["x-request-id"] = request.headers.get("x-request-id") or str(uuid.uuid4())
-        response.headers["x-api-version"] = "1"
 
 
 class Server:
@@ -180,27 +111,13 @@ class Server:
             await runner.cleanup()
 
     def _application(self) -> web.Application:
-        app = web.Application(middlewares=[_api_middleware])
-        app.on_response_prepare.append(_add_api_headers)
-        app.router.add_post(f"{API}/auth/login", self._login)
-        app.router.add_post(f"{API}/auth/refresh", self._refresh)
-        app.router.add_post(f"{API}/auth/logout", self._logout)
-        app.router.add_get(f"{API}/auth/me", self._me)
-        app.router.add_post(f"{API}/auth/validate", self._validate)
+        app = web.Application(middlewares=[api_middleware])
+        app.on_response_prepare.append(add_api_headers)
+        Rest(self).add_routes(app)
         app.router.add_get(f"{API}/ws", self._websocket)
         app.router.add_get(f"{API}/events", self._sse_events)
         app.router.add_get(f"{API}/events/jobs/{{id}}", self._sse_job)
         app.router.add_get(f"{API}/events/queues/{{name}}", self._sse_queue)
-        app.router.add_post(f"{API}/jobs", self._create_job)
-        app.router.add_get(f"{API}/jobs/{{id}}", self._get_job)
-        app.router.add_post(f"{API}/jobs/{{id}}/cancel", self._cancel_job)
-        app.router.add_post(f"{API}/queues/{{name}}/pause", self._pause_queue)
-        app.router.add_post(f"{API}/queues/{{name}}/resume", self._resume_queue)
-        app.router.add_post(f"{API}/workers/register", self._register_worker)
-        app.router.add_post(f"{API}/workers/{{id}}/heartbeat", self._heartbeat)
-        app.router.add_post(f"{API}/workers/{{id}}/deregister", self._deregister_worker)
-        app.router.add_post("/_emulator/jobs/{id}/status", self._emulator_job_status)
-        app.router.add_post("/_emulator/publish", self._emulator_publish)
         return app
 
     # -- publishing -------------------------------------------------------------
@@ -219,36 +136,6 @@ class Server:
             for name, fields in published:
                 self.publish(name, fields)
 
-    # -- /auth ------------------------------------------------------------------
-
-    async def _login(self, request: web.Request) -> web.Response:
-        body = await _read_json(request)
-        api_key = _field(body, "api_key", str)
-        if len(api_key) < 10:
-            raise _validation_error("api_key", "API key must be at least 10 characters")
-        self.hub.count("logins")
-        return _json_response(200, self.auth.login(api_key))
-
-    async def _refresh(self, request: web.Request) -> web.Response:
-        token = _field(await _read_json(request), "refresh_token", str)
-        if len(token) < 10:
-            raise _validation_error("refresh_token", "Invalid refresh token")
-        return _json_response(200, self.auth.refresh(token))
-
-    async def _logout(self, request: web.Request) -> web.Response:
-        self.auth.logout(request.headers.get("Authorization"))
-        return web.Response(status=204)
-
-    async def _me(self, request: web.Request) -> web.Response:
-        return _json_response(200, self.auth.me(request.headers.get("Authorization")))
-
-    async def _validate(self, request: web.Request) -> web.Response:
-        token = _field(await _read_json(request), "token", str)
-        return _json_response(200, self.auth.validate(token))
-
-    def _authenticate(self, request: web.Request) -> Identity:
-        return self.auth.authenticate_header(request.headers.get("Authorization"))
-
     # -- faults shared by WS and SSE -------------------------------------------------
 
     def _take_rejection(self) -> web.Response | None:
@@ -260,11 +147,11 @@ class Server:
         if body is None:
             body = HTTPStatus(rejection.status).phrase
         if isinstance(body, (dict, list)):
-            response = _json_response(rejection.status, body)
+            response = json_response(rejection.status, body)
         elif isinstance(body, bytes):
             response = web.Response(status=rejection.status, body=body)
         else:
-            response = _text(rejection.status, body)
+            response = text_response(rejection.status, body)
         if rejection.retry_after is not None:
             response.headers["Retry-After"] = str(rejection.retry_after)
         return response
@@ -283,11 +170,13 @@ class Server:
         # 2. upgrade validation
         problem = _upgrade_problem(request)
         if problem is not None:
-            return _text(*problem)
+            return text_response(*problem)
         # 3. query parse: a repeated known field is a serde error
         for name in _WS_QUERY_FIELDS:
             if len(request.query.getall(name, [])) > 1:
-                return _text(400, f"Failed to deserialize query string: duplicate field `{name}`")
+                return text_response(
+                    400, f"Failed to deserialize query string: duplicate field `{name}`"
+                )
         query = {name: request.query.get(name) for name in _WS_QUERY_FIELDS}
         # 4. the ?token= JWT (strict: always required; default: checked when present)
         if strict:
@@ -300,10 +189,10 @@ class Server:
         if query["queue"] is not None:
             invalid = _valid_queue_filter(query["queue"])
             if invalid is not None:
-                return _text(400, invalid)
+                return text_response(400, invalid)
         # 6. per-org connection cap
         if self.hub.current("ws") >= self.settings.ws_connection_cap:
-            return _text(429, "Too many WebSocket connections")
+            return text_response(429, "Too many WebSocket connections")
         # 7. upgrade
         ws = web.WebSocketResponse(autoping=False, compress=False, timeout=1.0)
         if self.hub.take_accept_then_close():
@@ -570,93 +459,3 @@ class Server:
     ) -> None:
         self.hub.count("frames_sent" if is_data else "comments_sent")
         await response.write(chunk)
-
-    # -- REST subset -------------------------------------------------------------------
-
-    async def _create_job(self, request: web.Request) -> web.Response:
-        self._authenticate(request)
-        body = await _read_json(request)
-        queue_name = _field(body, "queue_name", str)
-        priority = _field(body, "priority", int, required=False) or 0
-        job, published = self.state.create_job(queue_name, body.get("payload"), priority)
-        self.emit(published)
-        return _json_response(201, {"id": job.id, "created": True})
-
-    async def _get_job(self, request: web.Request) -> web.Response:
-        self._authenticate(request)
-        job = self.state.jobs.get(request.match_info["id"])
-        if job is None:
-            return _json_response(404, {"error": "not_found", "message": "Job not found"})
-        return _json_response(200, job.to_json())
-
-    async def _cancel_job(self, request: web.Request) -> web.Response:
-        self._authenticate(request)
-        job_id = request.match_info["id"]
-        if job_id not in self.state.jobs:
-            return _json_response(404, {"error": "not_found", "message": "Job not found"})
-        try:
-            self.emit(self.state.cancel_job(job_id))
-        except ValueError as exc:
-            return _json_response(409, {"error": "conflict", "message": f"Cannot cancel: {exc}"})
-        return _json_response(200, self.state.jobs[job_id].to_json())
-
-    async def _pause_queue(self, request: web.Request) -> web.Response:
-        return await self._set_paused(request, paused=True)
-
-    async def _resume_queue(self, request: web.Request) -> web.Response:
-        return await self._set_paused(request, paused=False)
-
-    async def _set_paused(self, request: web.Request, *, paused: bool) -> web.Response:
-        self._authenticate(request)
-        name = request.match_info["name"]
-        self.emit(self.state.pause_queue(name, paused=paused))
-        return _json_response(200, {"queue_name": name, "paused": paused})
-
-    async def _register_worker(self, request: web.Request) -> web.Response:
-        self._authenticate(request)
-        body = await _read_json(request)
-        queue_name = _field(body, "queue_name", str)
-        _field(body, "hostname", str, required=False)
-        worker_id, published = self.state.register_worker(queue_name)
-        self.emit(published)
-        return _json_response(201, {"id": worker_id})
-
-    async def _heartbeat(self, request: web.Request) -> web.Response:
-        self._authenticate(request)
-        body = await _read_json(request) if request.can_read_body else {}
-        status = _field(body, "status", str, required=False) or "healthy"
-        current = _field(body, "current_job_id", str, required=False)
-        try:
-            self.emit(self.state.heartbeat(request.match_info["id"], status, current))
-        except KeyError:
-            return _json_response(404, {"error": "not_found", "message": "Worker not found"})
-        return _json_response(200, {"acknowledged": True})
-
-    async def _deregister_worker(self, request: web.Request) -> web.Response:
-        self._authenticate(request)
-        try:
-            self.emit(self.state.deregister_worker(request.match_info["id"]))
-        except KeyError:
-            return _json_response(404, {"error": "not_found", "message": "Worker not found"})
-        return _json_response(200, {"deregistered": True})
-
-    # -- emulator-only controls ---------------------------------------------------------
-
-    async def _emulator_job_status(self, request: web.Request) -> web.Response:
-        body = await _read_json(request)
-        status = _field(body, "status", str)
-        error = _field(body, "error", str, required=False)
-        job_id = request.match_info["id"]
-        if job_id not in self.state.jobs:
-            return _json_response(404, {"error": "not_found", "message": "Job not found"})
-        try:
-            self.emit(self.state.set_job_status(job_id, status, error=error))
-        except ValueError as exc:
-            return _json_response(400, {"error": "bad_request", "message": str(exc)})
-        return _json_response(200, self.state.jobs[job_id].to_json())
-
-    async def _emulator_publish(self, request: web.Request) -> web.Response:
-        body = await _read_json(request)
-        name = _field(body, "type", str)
-        data = _field(body, "data", dict, required=False) or {}
-        return _json_response(200, self.publish(name, data).body)

@@ -122,6 +122,8 @@ class Emulator:
 
     def stop(self) -> None:
         """Stop at once: open sockets are aborted, the loop and thread end. Idempotent."""
+        if threading.current_thread() is self._thread:
+            raise RuntimeError("stop() cannot be called from the emulator's own thread")
         with self._lock:
             loop, thread = self._loop, self._thread
             if loop is None or thread is None:

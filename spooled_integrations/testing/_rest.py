@@ -1,0 +1,171 @@
+"""``/auth/*``, the REST subset that drives events, and the ``/_emulator`` controls."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from spooled_integrations.testing._auth import Identity
+from spooled_integrations.testing._http import (
+    API,
+    field,
+    json_response,
+    read_json,
+    validation_error,
+)
+
+if TYPE_CHECKING:
+    from spooled_integrations.testing._server import Server
+
+__all__ = ["Rest"]
+
+_JOB_NOT_FOUND = {"error": "not_found", "message": "Job not found"}
+_WORKER_NOT_FOUND = {"error": "not_found", "message": "Worker not found"}
+
+
+class Rest:
+    """Plain request/response routes; events they imply go through ``Server.emit``."""
+
+    def __init__(self, server: Server) -> None:
+        self._server = server
+
+    def add_routes(self, app: web.Application) -> None:
+        add_get, add_post = app.router.add_get, app.router.add_post
+        add_post(f"{API}/auth/login", self._login)
+        add_post(f"{API}/auth/refresh", self._refresh)
+        add_post(f"{API}/auth/logout", self._logout)
+        add_get(f"{API}/auth/me", self._me)
+        add_post(f"{API}/auth/validate", self._validate)
+        add_post(f"{API}/jobs", self._create_job)
+        add_get(f"{API}/jobs/{{id}}", self._get_job)
+        add_post(f"{API}/jobs/{{id}}/cancel", self._cancel_job)
+        add_post(f"{API}/queues/{{name}}/pause", self._pause_queue)
+        add_post(f"{API}/queues/{{name}}/resume", self._resume_queue)
+        add_post(f"{API}/workers/register", self._register_worker)
+        add_post(f"{API}/workers/{{id}}/heartbeat", self._heartbeat)
+        add_post(f"{API}/workers/{{id}}/deregister", self._deregister_worker)
+        add_post("/_emulator/jobs/{id}/status", self._emulator_job_status)
+        add_post("/_emulator/publish", self._emulator_publish)
+
+    # -- /auth ------------------------------------------------------------------
+
+    async def _login(self, request: web.Request) -> web.Response:
+        body = await read_json(request)
+        api_key = field(body, "api_key", str)
+        if len(api_key) < 10:
+            raise validation_error("api_key", "API key must be at least 10 characters")
+        self._server.hub.count("logins")
+        return json_response(200, self._server.auth.login(api_key))
+
+    async def _refresh(self, request: web.Request) -> web.Response:
+        token = field(await read_json(request), "refresh_token", str)
+        if len(token) < 10:
+            raise validation_error("refresh_token", "Invalid refresh token")
+        return json_response(200, self._server.auth.refresh(token))
+
+    async def _logout(self, request: web.Request) -> web.Response:
+        self._server.auth.logout(request.headers.get("Authorization"))
+        return web.Response(status=204)
+
+    async def _me(self, request: web.Request) -> web.Response:
+        return json_response(200, self._server.auth.me(request.headers.get("Authorization")))
+
+    async def _validate(self, request: web.Request) -> web.Response:
+        token = field(await read_json(request), "token", str)
+        return json_response(200, self._server.auth.validate(token))
+
+    def _authenticate(self, request: web.Request) -> Identity:
+        return self._server.auth.authenticate_header(request.headers.get("Authorization"))
+
+    # -- REST subset -------------------------------------------------------------------
+
+    async def _create_job(self, request: web.Request) -> web.Response:
+        self._authenticate(request)
+        body = await read_json(request)
+        queue_name = field(body, "queue_name", str)
+        priority = field(body, "priority", int, required=False) or 0
+        job, published = self._server.state.create_job(queue_name, body.get("payload"), priority)
+        self._server.emit(published)
+        return json_response(201, {"id": job.id})
+
+    async def _get_job(self, request: web.Request) -> web.Response:
+        self._authenticate(request)
+        job = self._server.state.jobs.get(request.match_info["id"])
+        if job is None:
+            return json_response(404, _JOB_NOT_FOUND)
+        return json_response(200, job.to_json())
+
+    async def _cancel_job(self, request: web.Request) -> web.Response:
+        self._authenticate(request)
+        job_id = request.match_info["id"]
+        if job_id not in self._server.state.jobs:
+            return json_response(404, _JOB_NOT_FOUND)
+        try:
+            self._server.emit(self._server.state.cancel_job(job_id))
+        except ValueError as exc:
+            return json_response(409, {"error": "conflict", "message": f"Cannot cancel: {exc}"})
+        return json_response(200, self._server.state.jobs[job_id].to_json())
+
+    async def _pause_queue(self, request: web.Request) -> web.Response:
+        return await self._set_paused(request, paused=True)
+
+    async def _resume_queue(self, request: web.Request) -> web.Response:
+        return await self._set_paused(request, paused=False)
+
+    async def _set_paused(self, request: web.Request, *, paused: bool) -> web.Response:
+        self._authenticate(request)
+        name = request.match_info["name"]
+        self._server.emit(self._server.state.pause_queue(name, paused=paused))
+        return json_response(200, {"queue_name": name, "paused": paused})
+
+    async def _register_worker(self, request: web.Request) -> web.Response:
+        self._authenticate(request)
+        body = await read_json(request)
+        queue_name = field(body, "queue_name", str)
+        field(body, "hostname", str, required=False)
+        worker_id, published = self._server.state.register_worker(queue_name)
+        self._server.emit(published)
+        return json_response(201, {"id": worker_id})
+
+    async def _heartbeat(self, request: web.Request) -> web.Response:
+        self._authenticate(request)
+        body = await read_json(request) if request.can_read_body else {}
+        status = field(body, "status", str, required=False) or "healthy"
+        current = field(body, "current_job_id", str, required=False)
+        try:
+            self._server.emit(
+                self._server.state.heartbeat(request.match_info["id"], status, current)
+            )
+        except KeyError:
+            return json_response(404, _WORKER_NOT_FOUND)
+        return json_response(200, {"acknowledged": True})
+
+    async def _deregister_worker(self, request: web.Request) -> web.Response:
+        self._authenticate(request)
+        try:
+            self._server.emit(self._server.state.deregister_worker(request.match_info["id"]))
+        except KeyError:
+            return json_response(404, _WORKER_NOT_FOUND)
+        return json_response(200, {"deregistered": True})
+
+    # -- emulator-only controls ---------------------------------------------------------
+
+    async def _emulator_job_status(self, request: web.Request) -> web.Response:
+        body = await read_json(request)
+        status = field(body, "status", str)
+        error = field(body, "error", str, required=False)
+        job_id = request.match_info["id"]
+        if job_id not in self._server.state.jobs:
+            return json_response(404, _JOB_NOT_FOUND)
+        try:
+            self._server.emit(self._server.state.set_job_status(job_id, status, error=error))
+        except ValueError as exc:
+            return json_response(400, {"error": "bad_request", "message": str(exc)})
+        return json_response(200, self._server.state.jobs[job_id].to_json())
+
+    async def _emulator_publish(self, request: web.Request) -> web.Response:
+        body = await read_json(request)
+        name = field(body, "type", str)
+        data = field(body, "data", dict, required=False) or {}
+        return json_response(200, self._server.publish(name, data).body)
