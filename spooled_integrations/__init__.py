@@ -26,6 +26,21 @@ from spooled_integrations.errors import (
     SubscriptionError,
 )
 from spooled_integrations.protocol import Event, EventType, JobEvent, QueueEvent, WorkerEvent
+from spooled_integrations.runtime import (
+    Publisher,
+    RuntimeConfig,
+    SpooledRuntime,
+    Subscription,
+    load_subscriptions,
+)
+from spooled_integrations.signals import (
+    connection_state_changed,
+    event_dropped,
+    leadership_changed,
+    receiver_failed,
+    spooled_signal,
+    stream_gap,
+)
 
 __version__ = "0.1.0"
 
@@ -41,17 +56,28 @@ __all__ = [
     "NotSupportedError",
     "ProtocolError",
     "PublishError",
+    "Publisher",
     "QueueEvent",
     "RateLimitError",
     "RealtimeClient",
+    "RuntimeConfig",
     "SSEClient",
     "ServerError",
     "SpooledConnectionError",
     "SpooledError",
+    "SpooledRuntime",
+    "Subscription",
     "SubscriptionError",
     "SubscriptionFilter",
     "WebSocketClient",
     "WorkerEvent",
     "__version__",
+    "connection_state_changed",
     "create_client",
+    "event_dropped",
+    "leadership_changed",
+    "load_subscriptions",
+    "receiver_failed",
+    "spooled_signal",
+    "stream_gap",
 ]
