@@ -85,6 +85,7 @@ class Hub:
         self.stalled = False
         self.rejections: deque[Rejection] = deque()
         self.accept_then_close = 0
+        self._commands: deque[dict[str, Any]] = deque(maxlen=1000)
 
     # -- counters (any thread) ------------------------------------------------
 
@@ -99,6 +100,14 @@ class Hub:
             for kind in ("ws", "sse"):
                 snapshot[f"{kind}_current"] = self._current[kind]
             return snapshot
+
+    def record_command(self, command: dict[str, Any]) -> None:
+        with self._cond:
+            self._commands.append(command)
+
+    def commands(self) -> list[dict[str, Any]]:
+        with self._cond:
+            return list(self._commands)
 
     def value(self, name: str) -> int:
         with self._cond:

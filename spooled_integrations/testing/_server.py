@@ -254,6 +254,7 @@ class Server:
             self.hub.count("ignored_messages")
             return
         self.hub.count("commands")
+        self.hub.record_command(command)
         logger.debug("emulator: WebSocket command %s", name)
         if name.lower() == "ping":
             stream.put(Item("ping"))

@@ -390,6 +390,10 @@ class Emulator:
         """WS upgrades (101) or SSE streams (200) since this emulator was created."""
         return self._hub.value(f"{transport}_accepted")
 
+    def commands_received(self) -> list[dict[str, Any]]:
+        """WebSocket commands understood so far (the last 1,000), oldest first."""
+        return self._hub.commands()
+
     def wait_for_connections(
         self, n: int, transport: Literal["ws", "sse"] = "ws", timeout: float = 5.0
     ) -> bool:

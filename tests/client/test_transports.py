@@ -502,3 +502,23 @@ def _timed_disconnect(client: Any) -> float:
     started = time.monotonic()
     client.disconnect()
     return time.monotonic() - started
+
+
+def test_websocket_commands_are_pascal_case_and_replayed_after_reconnect(
+    spooled_emulator: Emulator, make_client: ClientFactory
+) -> None:
+    client = make_client(spooled_emulator, "ws")
+    assert isinstance(client, WebSocketClient)
+    client.subscribe(SubscriptionFilter(queue_name="emails"))  # before connect: sent on connect
+    client.connect()
+    client.subscribe(SubscriptionFilter(job_id="j1"))
+    client.unsubscribe(SubscriptionFilter(job_id="j1"))
+    expected = [
+        {"cmd": "Subscribe", "queue": "emails"},
+        {"cmd": "Subscribe", "job_id": "j1"},
+        {"cmd": "Unsubscribe", "job_id": "j1"},
+    ]
+    assert _wait(lambda: spooled_emulator.commands_received() == expected)
+    spooled_emulator.drop_connections()
+    replay = [*expected, {"cmd": "Subscribe", "queue": "emails"}]
+    assert _wait(lambda: spooled_emulator.commands_received() == replay)
