@@ -522,3 +522,19 @@ def test_websocket_commands_are_pascal_case_and_replayed_after_reconnect(
     spooled_emulator.drop_connections()
     replay = [*expected, {"cmd": "Subscribe", "queue": "emails"}]
     assert _wait(lambda: spooled_emulator.commands_received() == replay)
+
+
+def test_strict_backend_websocket_needs_both_credentials_and_delivers_every_type(
+    spooled_emulator_strict: Emulator, make_client: ClientFactory
+) -> None:
+    emu = spooled_emulator_strict
+    client = make_client(emu, "ws")
+    seen: Collector[Event] = Collector()
+    client.on_event(seen)
+    client.connect()  # sends Bearer header and ?token=; strict mode refuses either alone
+    assert seen.wait_for(lambda items: sum(e.type == "ping" for e in items) >= 2)  # two at connect
+    for event_type, data in SAMPLE.items():
+        emu.publish(event_type.value, **data)
+    wanted = {t.value for t in SAMPLE}
+    assert seen.wait_for(lambda items: wanted <= {e.type for e in items})
+    assert client.stats.protocol_errors == {}
