@@ -178,6 +178,7 @@ def start_worker(
         out = tmp_path / f"records-{index}.jsonl"
         log = tmp_path / f"worker-{index}.log"
         full_env = worker_env(emu, broker=broker, queue=queue, out=out, mode=mode, **settings)
+        full_env["CELERY_APP_QUEUE"] = queue  # examples/celery_app's queue
         full_env.update(env or {})
         argv = [
             *command,

@@ -223,3 +223,25 @@ def test_inspect_spooled_status_from_the_command_line(
         assert status["enabled"] is True
         assert status["connected"] is True
         assert status["transport"] == "ws"
+
+
+def test_bad_config_stops_the_worker_at_boot(
+    redis_url: str, emulator: Emulator, start_worker: Callable[..., Any]
+) -> None:
+    worker = start_worker(
+        redis_url,
+        emulator,
+        mode="django",
+        spooled_transport="tcp",
+        spooled_subscriptions=[
+            {"name": "x", "events": ["job.complete"], "task": "spooled_testapp.record"}
+        ],
+    )
+    code = worker.proc.wait(30)
+    output = worker.output()
+    assert code != 0
+    assert "ImproperlyConfigured" in output
+    assert "spooled_transport (CELERY_SPOOLED_TRANSPORT): must be 'ws' or 'sse'" in output
+    assert "subscriptions[0] (name='x').events[0]: unknown event 'job.complete'" in output
+    assert " ready." not in output
+    assert emulator.connections_accepted("ws") == 0
