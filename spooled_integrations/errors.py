@@ -14,7 +14,7 @@
         └── ServerError                          5xx or another unexpected HTTP answer
 
 Messages never contain API keys or JWTs: callers pass redacted text only (see
-:func:`spooled_integrations.redact.redact`).
+``spooled_integrations._redact.redact``).
 """
 
 from __future__ import annotations
