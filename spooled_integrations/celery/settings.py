@@ -87,7 +87,8 @@ _CONNECTION_FIELDS = tuple(name for name in ConnectionOptions.model_fields if na
 _RUNTIME_FIELDS = tuple(
     name
     for name in RuntimeConfig.model_fields
-    if name not in ("connection", "transport", "filter", "subscriptions")
+    # read by their own rules above (coordination: reserved for fleet coordination)
+    if name not in ("connection", "transport", "filter", "subscriptions", "coordination")
 )
 _OWN = (
     "enabled",

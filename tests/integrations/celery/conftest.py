@@ -81,11 +81,11 @@ class WorkerProcess:
     def output(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
-    def terminate(self, timeout: float = 20.0) -> float:
-        """SIGTERM (warm shutdown); the seconds until the process exited."""
+    def terminate(self, timeout: float = 20.0, signum: int = signal.SIGTERM) -> float:
+        """SIGTERM (warm) or SIGQUIT (cold shutdown); seconds until the process exited."""
         started = time.monotonic()
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+            self.proc.send_signal(signum)
             self.proc.wait(timeout)
         return time.monotonic() - started
 

@@ -237,3 +237,14 @@ def test_a_forked_child_never_runs_the_listener(
     assert emulator.connections_accepted("ws") == 1
     assert emulator.connections_current("ws") == 1
     assert step.runtime is not None and not step.disarmed
+
+
+def test_sse_transport(emulator: Emulator, records: Collector[Any]) -> None:
+    app = install(make_app(emulator, records, spooled_transport="sse"))
+    with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=15):
+        assert emulator.wait_for_connections(1, transport="sse", timeout=10)
+        emulator.publish("job.completed", job_id="j1", queue_name="emails", duration_ms=3)
+        assert records.wait_count(1, timeout=5)
+    assert records.items[0]["data"]["job_id"] == "j1"
+    assert emulator.connections_accepted("ws") == 0
+    assert emulator.connections_accepted("sse") == 1

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -97,9 +98,21 @@ def test_prefork_child_replacement_keeps_one_listener(
     assert emulator.connections_current("ws") == 1
 
 
-@pytest.mark.parametrize("fault", ["stalled", "server_down"])
-def test_sigterm_exits_within_the_shutdown_timeout(
-    fault: str, redis_url: str, emulator: Emulator, start_worker: Callable[..., Any]
+@pytest.mark.parametrize(
+    ("fault", "signum"),
+    [
+        ("stalled", signal.SIGTERM),  # warm shutdown: the step's stop()
+        ("server_down", signal.SIGTERM),  # mid-backoff
+        ("stalled", signal.SIGQUIT),  # cold shutdown: the step's terminate()
+    ],
+    ids=["warm-stalled", "warm-server-down", "cold-stalled"],
+)
+def test_shutdown_signal_exits_within_the_shutdown_timeout(
+    fault: str,
+    signum: signal.Signals,
+    redis_url: str,
+    emulator: Emulator,
+    start_worker: Callable[..., Any],
 ) -> None:
     shutdown_timeout = 3.0
     worker = start_worker(
@@ -120,7 +133,7 @@ def test_sigterm_exits_within_the_shutdown_timeout(
     else:
         emulator.stop()
     time.sleep(0.5)
-    elapsed = worker.terminate(timeout=30)
+    elapsed = worker.terminate(timeout=30, signum=signum)
     assert worker.proc.returncode == 0, worker.output()
     assert elapsed < shutdown_timeout + 3.0, f"took {elapsed:.1f}s\n{worker.output()}"
     assert "Spooled runtime stopped" in worker.output()
