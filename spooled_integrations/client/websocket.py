@@ -3,8 +3,10 @@
 The JWT goes both in ``Authorization: Bearer`` and in ``?token=`` (the backend wants
 both); filters go in the connect URL because the server ignores ``Subscribe``
 commands for filtering. Commands are PascalCase and fire-and-forget (no acks exist).
-UTF-8 validation is skipped: the JSON decoder rejects bad text anyway, and the pure
-Python check costs about 4x the rest of a frame's handling.
+websocket-client does the handshake and all sending; received frames are parsed from
+whole socket reads by :class:`~spooled_integrations.protocol.wsframes.FrameReader`
+(about 3x faster per event than ``recv_data``). UTF-8 is not validated separately:
+the JSON decoder rejects bad text anyway.
 """
 
 from __future__ import annotations
@@ -24,11 +26,20 @@ from spooled_integrations.client.errors import error_for_status
 from spooled_integrations.client.options import ConnectionOptions, SubscriptionFilter
 from spooled_integrations.errors import ProtocolError, SpooledConnectionError
 from spooled_integrations.protocol import _json
+from spooled_integrations.protocol.wsframes import (
+    OP_BINARY,
+    OP_CLOSE,
+    OP_PING,
+    OP_TEXT,
+    FrameReader,
+)
 
 __all__ = ["WebSocketClient"]
 
 WS_LIVENESS_DEFAULT = 75.0
 CLEAN_CLOSE_CODES = frozenset({1000, 1001})
+READ_SIZE = 256 * 1024
+"""Bytes asked of each socket read: hundreds of small frames at once in a burst."""
 
 
 class WebSocketClient(BaseClient):
@@ -137,31 +148,55 @@ class WebSocketClient(BaseClient):
 
     def _read(self, session: Any) -> ReadOutcome:
         ws: websocket.WebSocket = session
-        handle = self._handle_frame
-        stats = self.stats
-        opcode_text, opcode_binary = websocket.ABNF.OPCODE_TEXT, websocket.ABNF.OPCODE_BINARY
+        sock = ws.sock
+        if sock is None:
+            raise SpooledConnectionError("WebSocket closed before reading")
+        # Whole socket reads through our frame reader (see protocol.wsframes); the
+        # handshake and everything we send stay with websocket-client.
+        reader = FrameReader()
+        feed, recv, handle = reader.feed, sock.recv, self._handle_frame
         while True:
             try:
-                opcode, data = ws.recv_data()
-            except websocket.WebSocketTimeoutException:
+                chunk = recv(READ_SIZE)
+            except TimeoutError:
                 raise SpooledConnectionError(
                     f"no frame for {ws.gettimeout():.0f} s (liveness timeout); reconnecting"
                 ) from None
-            except (websocket.WebSocketException, OSError) as exc:
+            except OSError as exc:
                 if self._stop.is_set():
                     raise _Stop from None
                 raise SpooledConnectionError(self._describe(exc, "WebSocket dropped")) from None
+            if not chunk:
+                if self._stop.is_set():
+                    raise _Stop
+                raise SpooledConnectionError("the server closed the socket without a Close frame")
             self._note_frame_time()
-            if opcode == opcode_text:
-                handle(data)
-            elif opcode == opcode_binary:
-                stats.frames_received += 1
-                self._count_protocol_error(ProtocolError("binary frame ignored", reason="binary"))
-            elif opcode == websocket.ABNF.OPCODE_CLOSE:
-                code = int.from_bytes(data[:2], "big") if len(data) >= 2 else 1005
-                if code in CLEAN_CLOSE_CODES:
-                    return "closed"
-                raise SpooledConnectionError(f"server closed the WebSocket with code {code}")
+            try:
+                messages = feed(chunk)
+            except ProtocolError as exc:
+                raise SpooledConnectionError(f"WebSocket protocol error: {exc}") from None
+            for opcode, data in messages:
+                if opcode == OP_TEXT:
+                    handle(data)
+                else:
+                    outcome = self._control(ws, opcode, data)
+                    if outcome is not None:
+                        return outcome
+
+    def _control(self, ws: websocket.WebSocket, opcode: int, data: bytes) -> ReadOutcome | None:
+        """Everything but a text message: binary is counted, pings answered, Close ends."""
+        if opcode == OP_BINARY:
+            self.stats.frames_received += 1
+            self._count_protocol_error(ProtocolError("binary frame ignored", reason="binary"))
+        elif opcode == OP_PING:
+            with contextlib.suppress(websocket.WebSocketException, OSError):
+                ws.pong(data)
+        elif opcode == OP_CLOSE:
+            code = int.from_bytes(data[:2], "big") if len(data) >= 2 else 1005
+            if code in CLEAN_CLOSE_CODES:
+                return "closed"  # _close() answers the Close frame
+            raise SpooledConnectionError(f"server closed the WebSocket with code {code}")
+        return None
 
     def _close(self, session: Any) -> None:
         ws: websocket.WebSocket = session
