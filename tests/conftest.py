@@ -6,9 +6,11 @@ answer, except under ``CI=true``, where a missing service is a failure.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import uuid
+from collections.abc import Iterator
 
 import pytest
 
@@ -51,3 +53,13 @@ def rabbitmq_url() -> str:
 def unique_name() -> str:
     """A name no other test (or earlier run) uses: for queues and Redis keys."""
     return f"spooled-test-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture(autouse=True)
+def _restore_root_logging() -> Iterator[None]:
+    """Undo what an in-process Celery worker does to the root logger (level ERROR)."""
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    yield
+    root.setLevel(level)
+    root.handlers[:] = handlers
