@@ -10,6 +10,8 @@ Enable it with configuration only::
     ]
 
 or with one call where the app is defined: ``spooled_integrations.celery.install(app)``.
+``spooled_enabled = True`` alone does nothing: something must load this package
+(``imports``/``include`` or ``install``), and only then do the settings apply.
 Django: the same settings with the ``CELERY_`` prefix (``CELERY_SPOOLED_API_KEY``).
 Tasks can subscribe themselves: ``@app.task(spooled_events=["job.completed"],
 spooled_queue="emails")``. Every setting is described in

@@ -346,3 +346,18 @@ def test_undeclared_queue_when_missing_queues_are_not_created() -> None:
     app = make_app(task_create_missing_queues=False)
     sub = Subscription(events=["job.completed"], task="app.on_done", options={"queue": "nope"})
     assert any("'nope' is not declared" in p for p in CeleryPublisher(app).validate([sub]))
+
+
+def test_import_without_celery_names_the_extra() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['celery'] = None\n"
+        "try:\n    import spooled_integrations.celery\n"
+        "except ImportError as exc:\n    print(exc)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert 'pip install "spooled-integrations[celery]"' in result.stdout
