@@ -16,7 +16,13 @@ from typing import Any
 from spooled_integrations.errors import ProtocolError
 from spooled_integrations.protocol import _json
 from spooled_integrations.protocol.models import Event
-from spooled_integrations.protocol.vocabulary import LIFECYCLE_BY_STATUS, EventType, resolve
+from spooled_integrations.protocol.vocabulary import (
+    LIFECYCLE_BY_STATUS,
+    EventType,
+    resolve,
+    wire_dotted_name,
+    wire_variant,
+)
 
 __all__ = ["DEFAULT_MAX_FRAME_BYTES", "decode_frame", "derive_lifecycle", "normalize"]
 
@@ -91,24 +97,39 @@ def decode_frame(
 
 
 def _build(name: str, wire_type: str, data: dict[str, Any], timestamp: Any) -> Event:
-    found = resolve(name)
-    label = wire_type[:64]
     if timestamp is not None and not isinstance(timestamp, str):
-        raise ProtocolError(f"{label}: 'timestamp' is not a string", reason="wrong_type")
+        raise ProtocolError(f"{wire_type[:64]}: 'timestamp' is not a string", reason="wrong_type")
+    expected_type = _FIELD_TYPES.get
     for key, value in data.items():
-        expected = _FIELD_TYPES.get(key)
-        if expected is None or value is None:
-            continue
-        if type(value) is not expected:
+        expected = expected_type(key)
+        if expected is not None and value is not None and type(value) is not expected:
             raise ProtocolError(
-                f"{label}: field {key!r} should be {expected.__name__}", reason="wrong_type"
+                f"{wire_type[:64]}: field {key!r} should be {expected.__name__}",
+                reason="wrong_type",
             )
-    if found is None:
-        return Event(type=name, data=data, wire_type=wire_type, raw_timestamp=timestamp)
-    required = _REQUIRED_BY_CATEGORY.get(found.category)
+    known = _KNOWN.get(name) or _resolve(name)
+    if known is None:
+        return Event(name, data, wire_type, timestamp)
+    canonical, required = known
     if required is not None and data.get(required) is None:
-        raise ProtocolError(f"{label}: missing field {required!r}", reason="missing_field")
-    return Event(type=found.value, data=data, wire_type=wire_type, raw_timestamp=timestamp)
+        raise ProtocolError(f"{wire_type[:64]}: missing field {required!r}", reason="missing_field")
+    return Event(canonical, data, wire_type, timestamp)
+
+
+def _resolve(name: str) -> tuple[str, str | None] | None:
+    found = resolve(name)
+    if found is None:
+        return None
+    return found.value, _REQUIRED_BY_CATEGORY.get(found.category)
+
+
+# Canonical name and required field of every exact spelling the wire uses, so the hot
+# path does one dict lookup and touches no enum (other aliases go through resolve()).
+_KNOWN: dict[str, tuple[str, str | None]] = {
+    spelling: (member.value, _REQUIRED_BY_CATEGORY.get(member.category))
+    for member in EventType
+    for spelling in (member.value, wire_variant(member), wire_dotted_name(member))
+}
 
 
 def derive_lifecycle(event: Event) -> Event | None:

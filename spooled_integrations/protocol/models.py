@@ -34,7 +34,7 @@ _LIFECYCLE = frozenset(
 )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Event:
     """One realtime event.
 
@@ -49,6 +49,22 @@ class Event:
     wire_type: str
     raw_timestamp: str | None = None
     derived_from: str | None = None
+
+    def __init__(
+        self,
+        type: str,
+        data: Mapping[str, Any],
+        wire_type: str,
+        raw_timestamp: str | None = None,
+        derived_from: str | None = None,
+    ) -> None:
+        # One Event per frame: the slot setters cost half of the object.__setattr__
+        # calls a generated frozen __init__ makes.
+        _set_type(self, type)
+        _set_data(self, data)
+        _set_wire_type(self, wire_type)
+        _set_raw_timestamp(self, raw_timestamp)
+        _set_derived_from(self, derived_from)
 
     @property
     def event_type(self) -> EventType | None:
@@ -146,6 +162,12 @@ class Event:
             "derived_from": self.derived_from,
             "data": dict(self.data),
         }
+
+
+_set_type, _set_data, _set_wire_type, _set_raw_timestamp, _set_derived_from = (
+    vars(Event)[name].__set__
+    for name in ("type", "data", "wire_type", "raw_timestamp", "derived_from")
+)
 
 
 def _to_datetime(value: Any) -> Any:
