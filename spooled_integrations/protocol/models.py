@@ -22,16 +22,18 @@ from spooled_integrations.protocol.vocabulary import EventType, resolve
 
 __all__ = ["Event", "JobEvent", "QueueEvent", "WorkerEvent"]
 
-_LIFECYCLE = frozenset(
-    {
+_LIFECYCLE_NAMES = frozenset(
+    member.value
+    for member in (
         EventType.JOB_CREATED,
         EventType.JOB_STARTED,
         EventType.JOB_COMPLETED,
         EventType.JOB_FAILED,
         EventType.JOB_RETRYING,
         EventType.JOB_CANCELLED,
-    }
+    )
 )
+_JOB_STATUS = EventType.JOB_STATUS.value
 
 
 @dataclass(frozen=True, slots=True, init=False)
@@ -114,12 +116,7 @@ class Event:
     @property
     def identity_base(self) -> str:
         """The identity without the retry count (see :attr:`identity_key`)."""
-        if self.type in _LIFECYCLE and self.job_id is not None:
-            return f"{self.type}:{self.job_id}"
-        if self.type == EventType.JOB_STATUS and self.job_id is not None:
-            return f"job.status:{self.job_id}:{self.data.get('new_status')}"
-        digest = hashlib.sha1(_json.dumps_sorted(self.data), usedforsecurity=False)
-        return f"{self.type}:{digest.hexdigest()}"
+        return self.identity()[0]
 
     @property
     def identity_key(self) -> str:
@@ -129,11 +126,25 @@ class Event:
         and the direct form of one transition share a key. Other events: type plus a
         digest of their data (which carries the server timestamp).
         """
-        base = self.identity_base
-        retry = self.retry_count
-        if retry is not None and self.type in _LIFECYCLE:
-            return f"{base}:{retry}"
-        return base
+        return self.identity()[1]
+
+    def identity(self) -> tuple[str, str]:
+        """``(identity_base, identity_key)``, computed together (once per event)."""
+        data = self.data
+        job_id = data.get("job_id")
+        if isinstance(job_id, str):
+            if self.type in _LIFECYCLE_NAMES:
+                base = f"{self.type}:{job_id}"
+                retry = data.get("retry_count")
+                if isinstance(retry, int) and not isinstance(retry, bool):
+                    return base, f"{base}:{retry}"
+                return base, base
+            if self.type == _JOB_STATUS:
+                base = f"{_JOB_STATUS}:{job_id}:{data.get('new_status')}"
+                return base, base
+        digest = hashlib.sha1(_json.dumps_sorted(data), usedforsecurity=False)
+        base = f"{self.type}:{digest.hexdigest()}"
+        return base, base
 
     def job(self) -> JobEvent:
         """The typed job view (Go ``JobEvent`` fields plus backend extras)."""

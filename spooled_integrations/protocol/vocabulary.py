@@ -110,8 +110,14 @@ def resolve(name: str) -> EventType | None:
     return found
 
 
+_CANONICAL = {spelling: member.value for spelling, member in _ALIASES.items()}
+
+
 def canonical_name(name: str) -> str:
     """The canonical string for ``name``; unknown names come back unchanged."""
+    canonical = _CANONICAL.get(name)  # signals look this up for every event
+    if canonical is not None:
+        return canonical
     found = resolve(name)
     return found.value if found is not None else name
 

@@ -18,6 +18,7 @@ Memory is bounded: entries expire after ``window`` seconds and each table is cap
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import OrderedDict
@@ -57,18 +58,22 @@ class _ExpiringSet:
         return len(self._items)
 
     def add(self, key: str, now: float) -> None:
-        self._items[key] = now
-        self._items.move_to_end(key)
-        while len(self._items) > self._max:
-            self._items.popitem(last=False)
+        items = self._items
+        if key in items:
+            del items[key]  # re-added: it moves to the back
+        items[key] = now
+        if len(items) > self._max:
+            items.popitem(last=False)
 
-    def expire(self, before: float) -> None:
+    def expire(self, before: float) -> float:
+        """Drop keys seen at or before ``before``; the time of the oldest one left."""
         items = self._items
         while items:
             key, seen_at = next(iter(items.items()))
             if seen_at > before:
-                break
+                return seen_at
             del items[key]
+        return math.inf
 
 
 class DuplicateFilter:
@@ -94,6 +99,8 @@ class DuplicateFilter:
         self._full = _ExpiringSet(max_entries)  # full keys of events with a retry count
         self._any = _ExpiringSet(max_entries)  # bases seen in any form
         self._bare = _ExpiringSet(max_entries)  # bases seen without a retry count
+        # No entry is older than this, so nothing expires before now - window reaches it.
+        self._oldest = math.inf
 
     def __len__(self) -> int:
         with self._lock:
@@ -105,15 +112,18 @@ class DuplicateFilter:
         A non-duplicate is recorded; a duplicate is not (it does not extend the window).
         With ``window == 0`` nothing is ever a duplicate.
         """
-        if self.window == 0 or event.type not in DEDUPED_TYPES or event.job_id is None:
+        if (
+            self.window == 0
+            or event.type not in DEDUPED_TYPES
+            or not isinstance(event.data.get("job_id"), str)
+        ):
             return False
-        base = event.identity_base
-        key = event.identity_key
-        with_retry = key != base
+        base, key = event.identity()
         with self._lock:
             now = self._clock()
-            self._expire(now)
-            if with_retry:
+            if self._oldest <= now - self.window:
+                self._expire(now)
+            if key != base:  # the event carries a retry count
                 if key in self._full or base in self._bare:
                     return True
                 self._full.add(key, now)
@@ -123,15 +133,18 @@ class DuplicateFilter:
                     return True
                 self._any.add(base, now)
                 self._bare.add(base, now)
+            if self._oldest == math.inf:
+                self._oldest = now
         return False
 
     def clear(self) -> None:
         with self._lock:
             for table in (self._full, self._any, self._bare):
-                table.expire(float("inf"))
+                table.expire(math.inf)
+            self._oldest = math.inf
 
     def _expire(self, now: float) -> None:
         before = now - self.window
-        self._full.expire(before)
-        self._any.expire(before)
-        self._bare.expire(before)
+        self._oldest = min(
+            self._full.expire(before), self._any.expire(before), self._bare.expire(before)
+        )

@@ -143,12 +143,15 @@ def send_isolated(signal: NamedSignal, sender: Any, **kwargs: Any) -> tuple[int,
         return 0, 0
     if isinstance(signal, SpooledSignal):
         sender = _sender_key(sender)
+        receivers = NamedSignal.receivers_for(signal, sender)  # the key is canonical already
+    else:
+        receivers = signal.receivers_for(sender)
     ok = failed = 0
     # Materialise first: a receiver may connect or disconnect while we iterate.
-    for receiver in list(signal.receivers_for(sender)):
+    for receiver in list(receivers):
         try:
             result = receiver(sender, **kwargs)
-            if hasattr(result, "__await__"):
+            if result is not None and hasattr(result, "__await__"):
                 close = getattr(result, "close", None)
                 if callable(close):
                     close()  # avoid "coroutine was never awaited"
