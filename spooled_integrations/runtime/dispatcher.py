@@ -12,6 +12,10 @@ takes events in order and, for each one:
 4. routes it and publishes to each matching target, retrying failed publishes with
    exponential backoff inside a bounded budget; when the budget runs out the publish
    is dropped, counted and signalled.
+
+With a :class:`~spooled_integrations.runtime.coordination.Coordinator`, step 4 hands
+``delivery="once"`` targets to it instead (it publishes them only if this node should,
+through the same retrying publish); ``every_node`` targets are published as before.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from typing import Any
 
 from spooled_integrations._redact import redact
 from spooled_integrations.protocol import Event
+from spooled_integrations.runtime.coordination.base import Coordinator, DispatchHooks
 from spooled_integrations.runtime.dedupe import DuplicateFilter
 from spooled_integrations.runtime.metrics import Metrics
 from spooled_integrations.runtime.publisher import Publisher
@@ -104,6 +109,7 @@ class Dispatcher:
         max_age: float | None = None,
         signal_sender: Any = None,
         wall_clock: Callable[[], float] = time.time,
+        coordinator: Coordinator | None = None,
     ) -> None:
         if queue_size < 1:
             raise ValueError("queue_size must be >= 1")
@@ -127,6 +133,14 @@ class Dispatcher:
         self._report: DrainReport | None = None
         self._overflow_logged_at = 0.0
         self._overflow_unlogged = 0
+        self._coordinator = coordinator
+        self._last_done: tuple[float, Event | None] = (time.monotonic(), None)
+        if coordinator is not None:
+            coordinator.attach(
+                DispatchHooks(
+                    publish=self._publish_once, drop=self._drop_quietly, progress=self.progress
+                )
+            )
 
     @property
     def depth(self) -> int:
@@ -156,7 +170,7 @@ class Dispatcher:
             self._drop(event, "stopped", "the runtime is stopping or not started")
             return False
         try:
-            self._queue.put_nowait(event)
+            self._queue.put_nowait((time.monotonic(), event))
         except queue.Full:
             self._drop(event, "overflow", f"dispatch queue full ({self._queue.maxsize} events)")
             self._log_overflow()
@@ -216,27 +230,49 @@ class Dispatcher:
 
     # -- dispatch thread -----------------------------------------------------------
 
+    def progress(self) -> tuple[float, str | None]:
+        """``(t, key)``: every event received before monotonic ``t`` has been handled
+        (events are handled in arrival order); ``key`` is the identity key of the last one."""
+        with self._lock:
+            received_at, event = self._last_done
+        return received_at, event.identity_key if event is not None else None
+
     def _run(self) -> None:
+        coordinator = self._coordinator
+        timeout = coordinator.poll_interval if coordinator is not None else None
         while True:
-            item = self._queue.get()
-            if item is not _WAKE:
+            try:
+                item = self._queue.get(timeout=timeout)
+            except queue.Empty:
+                item = None
+            if coordinator is not None and not self._abandon.is_set():
+                self._poll(coordinator)
+            if item is not None and item is not _WAKE:
                 if self._abandon.is_set():
                     continue  # counted as left by stop()
+                received_at, event = item
                 with self._lock:
                     self._in_flight = True
                 try:
-                    self._dispatch(item)
+                    self._dispatch(event, received_at)
                 except Exception:  # never let one event kill the thread
-                    logger.exception("dispatching %s failed", getattr(item, "type", item))
+                    logger.exception("dispatching %s failed", getattr(event, "type", event))
                 finally:
                     with self._lock:
                         self._in_flight = False
+                        self._last_done = (received_at, event)
                         if self._stopping and not self._abandon.is_set():
                             self._drained += 1
             if self._stopping and (self._abandon.is_set() or self._queue.empty()):
                 return
 
-    def _dispatch(self, event: Event) -> None:
+    def _poll(self, coordinator: Coordinator) -> None:
+        try:
+            coordinator.poll()
+        except Exception:
+            logger.exception("fleet coordination failed; retrying")
+
+    def _dispatch(self, event: Event, received_at: float = 0.0) -> None:
         age = self._age(event)
         if self._max_age is not None and age is not None and age > self._max_age:
             self._drop(event, "stale", f"{age:.1f}s old (max_age {self._max_age}s)")
@@ -249,6 +285,7 @@ class Dispatcher:
         self.metrics.incr("signals_sent")
         if failed:
             self.metrics.incr("receiver_failures", failed)
+        once: list[Subscription] = []
         for subscription in self._router.match(event):
             if subscription.target is None:
                 continue
@@ -258,8 +295,22 @@ class Dispatcher:
                     event, "stale", f"{_label(subscription)}: {age:.1f}s old (max_age {limit}s)"
                 )
                 continue
+            if self._coordinator is not None and subscription.delivery == "once":
+                once.append(subscription)
+                continue
             self._publish(subscription, event)
+        if once and self._coordinator is not None:
+            self._coordinator.dispatch(event, once, received_at)
         self.metrics.incr("dispatched")
+
+    def _publish_once(self, subscription: Subscription, event: Event) -> None:
+        """A coordinated publish, maybe later than the event arrived: check max_age again."""
+        limit = subscription.max_age
+        age = self._age(event)
+        if limit is not None and age is not None and age > limit:
+            self._drop(event, "stale", f"{_label(subscription)}: {age:.1f}s old (max_age {limit}s)")
+            return
+        self._publish(subscription, event)
 
     def _publish(self, subscription: Subscription, event: Event) -> None:
         label = _label(subscription)
@@ -312,6 +363,11 @@ class Dispatcher:
         if moment is None:
             return None
         return self._wall_clock() - moment.timestamp()
+
+    def _drop_quietly(self, event: Event | None, reason: str, detail: str) -> None:
+        """Count and signal without a log line (the caller logs a summary)."""
+        self.metrics.drop(reason)
+        send_isolated(event_dropped, self._sender, event=event, reason=reason, detail=detail)
 
     def _drop(self, event: Event | None, reason: str, detail: str) -> None:
         self.metrics.drop(reason)

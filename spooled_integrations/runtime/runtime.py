@@ -37,6 +37,12 @@ from spooled_integrations.errors import (
     SubscriptionError,
 )
 from spooled_integrations.protocol import Event, EventType, format_timestamp
+from spooled_integrations.runtime.coordination import (
+    CoordinationConfig,
+    Coordinator,
+    create_coordinator,
+    parse_coordination,
+)
 from spooled_integrations.runtime.dedupe import DuplicateFilter
 from spooled_integrations.runtime.dispatcher import (
     DEFAULT_QUEUE_SIZE,
@@ -94,10 +100,21 @@ class RuntimeConfig(BaseModel):
     publish_backoff_max: float = Field(default=5.0, ge=0)
     skip_ping: bool = True
     """Pings prove liveness only; they are not signalled or routed."""
+    coordination: CoordinationConfig | None = None
+    """Fleet coordination of ``delivery="once"`` subscriptions (``None``: none); a
+    :class:`CoordinationConfig`, a mapping, or a string (see
+    :func:`~spooled_integrations.runtime.coordination.parse_coordination`)."""
 
     def __init__(self, **data: Any) -> None:
         if data.get("subscriptions") is not None:
             data["subscriptions"] = load_subscriptions(data["subscriptions"])
+        if data.get("coordination") is not None:
+            try:
+                data["coordination"] = parse_coordination(data["coordination"])
+            except ConfigurationError as exc:
+                raise ConfigurationError(
+                    f"invalid Spooled runtime config: coordination: {exc}"
+                ) from None
         try:
             super().__init__(**data)
         except ValidationError as exc:
@@ -107,6 +124,23 @@ class RuntimeConfig(BaseModel):
     @classmethod
     def _load(cls, value: Any) -> SubscriptionSet:
         return load_subscriptions([] if value is None else value)
+
+    @field_validator("coordination", mode="before")
+    @classmethod
+    def _coordination(cls, value: Any) -> CoordinationConfig | None:
+        try:
+            return parse_coordination(value)
+        except ConfigurationError as exc:
+            raise ValueError(str(exc)) from None
+
+    @property
+    def once_subscriptions(self) -> list[str]:
+        """Positions of the subscriptions that coordination applies to (once, with a target)."""
+        return [
+            position(index, sub.name)
+            for index, sub in enumerate(self.subscriptions)
+            if sub.target is not None and sub.delivery == "once"
+        ]
 
     @property
     def retry_policy(self) -> RetryPolicy:
@@ -152,6 +186,9 @@ class SpooledRuntime:
                 raise SubscriptionError(problems)
         self.metrics = Metrics()
         self.router = Router(subscriptions)
+        self.coordinator: Coordinator | None = None
+        if config.coordination is not None and config.once_subscriptions:
+            self.coordinator = create_coordinator(config.coordination, signal_sender=self)
         self._dispatcher = Dispatcher(
             self.router,
             publisher=publisher,
@@ -161,6 +198,7 @@ class SpooledRuntime:
             retry=config.retry_policy,
             max_age=config.max_age,
             signal_sender=self,
+            coordinator=self.coordinator,
         )
         self._lock = threading.Lock()
         self._client: BaseClient | None = None
@@ -221,6 +259,8 @@ class SpooledRuntime:
             client.on_state_change(self._on_state_change)
             client.on_error(self._on_error)
             self._client = client
+            if self.coordinator is not None:
+                self.coordinator.start()
             self._dispatcher.start()
             client.start()
             self._started = True
@@ -246,7 +286,13 @@ class SpooledRuntime:
         if client is not None:
             # disconnect() aborts the socket, so it is quick even mid-backoff or stalled.
             client.disconnect(timeout=min(2.0, max(0.0, timeout) / 2))
+        received_until = time.monotonic()
         report = self._dispatcher.stop(max(0.0, deadline - time.monotonic()))
+        if self.coordinator is not None:
+            # After the drain: a leader hands over only once its queue is dispatched.
+            self.coordinator.stop(
+                received_until=received_until, drained=not report.left and not report.timed_out
+            )
         with self._lock:
             self._stop_report = report
         logger.info("Spooled runtime stopped (drained %d, left %d)", report.drained, report.left)
@@ -270,8 +316,22 @@ class SpooledRuntime:
             "queue_depth": self._dispatcher.depth,
             "queue_size": self.config.queue_size,
             "subscriptions": len(self.config.subscriptions),
-            "coordination": None,
+            "coordination": self._coordination_status(),
         }
+
+    def _coordination_status(self) -> dict[str, Any] | None:
+        if self.coordinator is not None:
+            return self.coordinator.status()
+        once = self.config.once_subscriptions
+        if self.config.coordination is not None:
+            return {
+                "strategy": self.config.coordination.strategy,
+                "active": False,
+                "reason": "no subscription has a target with delivery='once'",
+            }
+        if once:
+            return {"strategy": None, "active": False, "warning": _once_warning(once)}
+        return None
 
     # -- client callbacks (reader thread) ----------------------------------------------
 
@@ -326,19 +386,31 @@ class SpooledRuntime:
             self.metrics.incr("receiver_failures", result[1])
 
     def _warn_about_once_delivery(self) -> None:
-        once = [
-            position(index, sub.name)
-            for index, sub in enumerate(self.config.subscriptions)
-            if sub.target is not None and sub.delivery == "once"
-        ]
-        if once:
-            logger.warning(
-                "%d subscription(s) ask for delivery='once' (%s) but no fleet coordination "
-                "is configured: every process running a Spooled runtime dispatches them. "
-                "Run one listener for the fleet, or set delivery='every_node' to say so.",
+        once = self.config.once_subscriptions
+        if once and self.config.coordination is None:
+            logger.warning("%s", _once_warning(once))
+        elif self.coordinator is not None:
+            coordination = self.config.coordination
+            assert coordination is not None
+            logger.info(
+                "Spooled fleet coordination: %s on %s (namespace %r, node %s) for %d "
+                "once-subscription(s)",
+                coordination.strategy,
+                coordination.safe_url,
+                coordination.namespace,
+                self.coordinator.token,
                 len(once),
-                ", ".join(once[:5]) + ("..." if len(once) > 5 else ""),
             )
+
+
+def _once_warning(once: list[str]) -> str:
+    return (
+        f"{len(once)} subscription(s) ask for delivery='once' "
+        f"({', '.join(once[:5]) + ('...' if len(once) > 5 else '')}) but no fleet "
+        "coordination is configured: every process running a Spooled runtime dispatches "
+        "them. Configure coordination (lease or claim), run one listener for the fleet, "
+        "or set delivery='every_node' to say so."
+    )
 
 
 def _iso(moment: datetime | None) -> str | None:

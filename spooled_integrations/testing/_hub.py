@@ -26,6 +26,7 @@ COUNTER_NAMES = (
     "pings_sent",  # WS Ping envelopes
     "comments_sent",  # SSE ': keepalive' / ': ping'
     "stalled_drops",  # events discarded while stalled
+    "undelivered",  # events published while no open stream accepted them
     "logins",  # POST /auth/login past body validation
     "commands",  # WS commands understood
     "ignored_messages",  # WS text frames that are not a known command
@@ -148,15 +149,19 @@ class Hub:
             self.count("stalled_drops")
             return
         rendered: dict[Transport, str | bytes] = {}
+        heard = False
         for stream in list(self.streams):
             if stream.filter is None or not stream.filter.accepts(envelope):
                 continue
+            heard = True
             if stream.kind not in rendered:
                 payload = envelope.json()
                 rendered[stream.kind] = (
                     payload.decode() if stream.kind == "ws" else sse_event(envelope.dotted, payload)
                 )
             stream.put(Item("data", rendered[stream.kind]))
+        if not heard:
+            self.count("undelivered")
 
     def broadcast_raw(self, ws_item: Item, sse_chunk: bytes) -> None:
         if self.stalled:

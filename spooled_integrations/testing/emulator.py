@@ -412,7 +412,11 @@ class Emulator:
 
     @property
     def counters(self) -> dict[str, int]:
-        """A snapshot of every counter (``frames_sent``, ``pings_sent``, ``stalled_drops`` …)."""
+        """A snapshot of every counter (``frames_sent``, ``pings_sent``, ``stalled_drops`` …).
+
+        ``undelivered`` counts published events that no open stream accepted: what a
+        listener missed while it was not connected.
+        """
         return self._hub.counters()
 
     def reset_counters(self) -> None:

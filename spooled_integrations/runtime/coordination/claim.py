@@ -1,0 +1,185 @@
+"""``claim``: every node claims each ``once`` event; the one whose ``SET NX`` wins publishes.
+
+The claim key is ``spooled:claim:<namespace>:<identity_key>``; identity keys are
+derived from the event's content (see :attr:`spooled_integrations.protocol.Event.identity_key`),
+so every node computes the same key for the same server event. One claim covers every
+``once`` subscription the event matches. There is no takeover gap: a node that dies
+only loses the event it had claimed and not yet handed to the broker.
+
+While Redis cannot be reached, ``once`` events wait in order in a buffer bounded by
+``buffer_size`` and ``buffer_max_age``; the buffer is retried every ``retry_interval``
+and drained (claims pipelined, in order) when Redis answers again. An event pushed
+out of the buffer, or older than ``buffer_max_age``, is dropped:
+``dropped{"coordination_unavailable"}`` plus ``event_dropped``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from spooled_integrations.protocol import Event
+from spooled_integrations.runtime.coordination.base import UNAVAILABLE, Coordinator
+from spooled_integrations.runtime.subscriptions import Subscription
+
+__all__ = ["ClaimCoordinator"]
+
+logger = logging.getLogger(__name__)
+
+_DRAIN_BATCH = 200
+
+
+@dataclass(frozen=True, slots=True)
+class _Waiting:
+    received_at: float
+    event: Event
+    subscriptions: tuple[Subscription, ...]
+
+
+class ClaimCoordinator(Coordinator):
+    """Per-event claims in Redis (see the module docstring)."""
+
+    strategy = "claim"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._prefix = f"spooled:claim:{self.config.namespace}:"
+        self._ttl_ms = int(self.config.claim_ttl * 1000)
+        self._waiting: deque[_Waiting] = deque()
+        self._retry_at = 0.0
+        self._won = 0
+        self._lost = 0
+        self._overflow_logged = False
+
+    def key(self, event: Event) -> str:
+        """The Redis key this node claims for ``event``."""
+        return self._prefix + event.identity_key
+
+    # -- dispatch thread ---------------------------------------------------------------
+
+    def dispatch(
+        self, event: Event, subscriptions: Sequence[Subscription], received_at: float
+    ) -> None:
+        item = _Waiting(received_at, event, tuple(subscriptions))
+        if self._waiting:  # Redis was down: keep the order, try the whole buffer
+            self._keep(item)
+            self.poll()
+            return
+        try:
+            won = bool(self._redis.set(self.key(event), self.token, nx=True, px=self._ttl_ms))
+        except self._errors as exc:
+            self._redis_failed(exc)
+            self._retry_at = self._clock() + self.config.retry_interval
+            self._keep(item)
+            return
+        self._redis_ok()
+        self._settle(item, won)
+
+    def poll(self) -> None:
+        if not self._waiting:
+            return
+        self._expire()
+        if not self._waiting or self._clock() < self._retry_at:
+            return
+        drained = 0
+        while self._waiting:
+            batch = [self._waiting[i] for i in range(min(_DRAIN_BATCH, len(self._waiting)))]
+            try:
+                pipe = self._redis.pipeline(transaction=False)
+                for item in batch:
+                    pipe.set(self.key(item.event), self.token, nx=True, px=self._ttl_ms)
+                results = pipe.execute()
+            except self._errors as exc:
+                self._redis_failed(exc)
+                self._retry_at = self._clock() + self.config.retry_interval
+                break
+            self._redis_ok()
+            for item, won in zip(batch, results, strict=True):
+                self._waiting.popleft()
+                self._settle(item, bool(won))
+            drained += len(batch)
+        if drained:
+            logger.info(
+                "Spooled coordination: claimed %d buffered event(s) after Redis came back "
+                "(%d still waiting)",
+                drained,
+                len(self._waiting),
+            )
+
+    # -- stop and status -----------------------------------------------------------------
+
+    def stop(self, *, received_until: float | None = None, drained: bool = True) -> None:
+        left = len(self._waiting)
+        if not left:
+            return
+        logger.warning(
+            "Spooled coordination: stopping with %d once-event(s) never claimed (Redis "
+            "unreachable); counted as dropped{%r}",
+            left,
+            UNAVAILABLE,
+        )
+        while self._waiting:
+            item = self._waiting.popleft()
+            self._drop(item.event, UNAVAILABLE, "the runtime stopped while Redis was unreachable")
+
+    def status(self) -> dict[str, Any]:
+        status = super().status()
+        status.update(
+            claims_won=self._won,
+            claims_lost=self._lost,
+            buffered=len(self._waiting),
+            buffer_size=self.config.buffer_size,
+            claim_ttl=self.config.claim_ttl,
+        )
+        return status
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def _settle(self, item: _Waiting, won: bool) -> None:
+        if won:
+            self._won += 1
+            self._publish_all(item.event, item.subscriptions)
+        else:
+            self._lost += 1
+
+    def _keep(self, item: _Waiting) -> None:
+        if not self._waiting:
+            self._overflow_logged = False
+        if len(self._waiting) >= self.config.buffer_size:
+            if not self._overflow_logged:
+                self._overflow_logged = True
+                logger.warning(
+                    "Spooled coordination: once-buffer full (%d events) while Redis is "
+                    "unreachable; dropping the oldest, counted as dropped{%r}",
+                    self.config.buffer_size,
+                    UNAVAILABLE,
+                )
+            oldest = self._waiting.popleft()
+            self._drop(
+                oldest.event,
+                UNAVAILABLE,
+                f"Redis unreachable and the once-buffer is full ({self.config.buffer_size} events)",
+            )
+        self._waiting.append(item)
+
+    def _expire(self) -> None:
+        limit = self._clock() - self.config.buffer_max_age
+        expired = 0
+        while self._waiting and self._waiting[0].received_at < limit:
+            item = self._waiting.popleft()
+            expired += 1
+            self._drop(
+                item.event,
+                UNAVAILABLE,
+                f"Redis unreachable for longer than buffer_max_age ({self.config.buffer_max_age:g}s)",
+            )
+        if expired:
+            logger.warning(
+                "Spooled coordination: dropped %d once-event(s) older than %gs while Redis "
+                "is unreachable",
+                expired,
+                self.config.buffer_max_age,
+            )

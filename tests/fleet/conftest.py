@@ -1,0 +1,247 @@
+"""Fixtures for fleet coordination and fault tests.
+
+- ``private_redis``: a ``redis-server`` of the test's own on a free port, which the test
+  may stop, kill and restart (the shared Redis on 6379 is never touched).
+- ``make_runtime``: runtimes against an emulator, stopped at teardown.
+- ``SeqFeed``: publishes sequence-numbered ``job.completed`` events and records, per
+  event, whether any open stream accepted it (the emulator's ``undelivered``
+  counter), so a test can tell "lost while no listener was connected" from "lost by us".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from blinker import NamedSignal
+
+from spooled_integrations.client import ConnectionOptions
+from spooled_integrations.runtime import RecordingPublisher, RuntimeConfig, SpooledRuntime
+from spooled_integrations.runtime.signals import event_dropped
+from spooled_integrations.testing import Emulator
+
+FAST = {
+    "reconnect_delay": 0.05,
+    "max_reconnect_delay": 0.2,
+    "healthy_after": 0.5,
+    "connect_timeout": 2.0,
+}
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 5.0, interval: float = 0.01) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(interval)
+    return condition()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class RedisServer:
+    """A private ``redis-server`` (no persistence) that can go down and come back."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.port = free_port()
+        self.workdir = workdir
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        binary = shutil.which("redis-server")
+        assert binary is not None
+        self.proc = subprocess.Popen(
+            [
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.workdir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        assert wait_until(self.answers, 10.0, 0.02), "redis-server did not start"
+
+    def answers(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
+                sock.sendall(b"PING\r\n")
+                return sock.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def kill(self) -> None:
+        """SIGKILL: connections die without a goodbye, like a crashed or unplugged server."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+        self.proc = None
+        assert wait_until(lambda: not self.answers(), 5.0)
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    if shutil.which("redis-server") is None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("redis-server is not installed (CI=true)")
+        pytest.skip("redis-server is not installed")
+    server = RedisServer(tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()
+
+
+@pytest.fixture
+def namespace() -> str:
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def emu() -> Iterator[Emulator]:
+    with Emulator(ping_interval=0.2, keepalive_interval=0.2) as emulator:
+        yield emulator
+
+
+RuntimeFactory = Callable[..., SpooledRuntime]
+
+
+@pytest.fixture
+def make_runtime() -> Iterator[RuntimeFactory]:
+    """``make_runtime(emu, publisher, connection={...}, **config)``; stopped at teardown."""
+    made: list[SpooledRuntime] = []
+
+    def factory(
+        emulator: Emulator,
+        publisher: Any = None,
+        connection: dict[str, Any] | None = None,
+        **config: Any,
+    ) -> SpooledRuntime:
+        options = ConnectionOptions(
+            base_url=emulator.base_url, api_key=emulator.api_key, **{**FAST, **(connection or {})}
+        )
+        runtime = SpooledRuntime(RuntimeConfig(connection=options, **config), publisher)
+        made.append(runtime)
+        return runtime
+
+    yield factory
+    for runtime in made:
+        runtime.stop(timeout=2)
+
+
+class SeqFeed:
+    """Publishes ``job.completed`` events numbered 0, 1, 2, ... (``seq`` in the data)."""
+
+    def __init__(self, emulator: Emulator, event: str = "job.completed") -> None:
+        self.emu = emulator
+        self.event = event
+        self.next = 0
+        self.heard: list[int] = []
+        self.unheard: list[int] = []
+
+    def publish(self, count: int = 1) -> list[int]:
+        """Publish ``count`` events; returns their numbers."""
+        sent = []
+        for _ in range(count):
+            seq = self.next
+            self.next += 1
+            before = self.emu.counters["undelivered"]
+            self.emu.publish(
+                self.event, job_id=f"job-{seq}", queue_name="q", duration_ms=1, seq=seq
+            )
+            (self.unheard if self.emu.counters["undelivered"] > before else self.heard).append(seq)
+            sent.append(seq)
+        return sent
+
+    @property
+    def all(self) -> list[int]:
+        return list(range(self.next))
+
+
+def seqs(publisher: RecordingPublisher) -> list[int]:
+    """The ``seq`` of every recorded publish, in order."""
+    return [call.event.data["seq"] for call in publisher.calls]
+
+
+class Drops:
+    """Records ``event_dropped`` by reason, with the ``seq`` of each dropped event."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, int | None]] = []
+
+    def __call__(self, sender: Any, *, event: Any, reason: str, detail: str, **kw: Any) -> None:
+        self.calls.append((reason, event.data.get("seq") if event is not None else None))
+
+    def seqs(self, reason: str) -> list[int | None]:
+        return [seq for r, seq in self.calls if r == reason]
+
+
+class Recorder:
+    """A receiver that records ``(sender, kwargs)``; thread-safe."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Any, dict[str, Any]]] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, sender: Any, **kwargs: Any) -> None:
+        with self._lock:
+            self.calls.append((sender, kwargs))
+
+    def kwarg(self, name: str) -> list[Any]:
+        with self._lock:
+            return [kwargs.get(name) for _, kwargs in self.calls]
+
+
+@pytest.fixture
+def record() -> Iterator[Callable[[NamedSignal], Recorder]]:
+    """``record(signal)`` connects a :class:`Recorder` until the test ends."""
+    connected: list[tuple[NamedSignal, Recorder]] = []
+
+    def connect(signal: NamedSignal) -> Recorder:
+        recorder = Recorder()
+        signal.connect(recorder, weak=False)
+        connected.append((signal, recorder))
+        return recorder
+
+    yield connect
+    for sig, recorder in connected:
+        sig.disconnect(recorder)
+
+
+@pytest.fixture
+def drops() -> Iterator[Drops]:
+    recorder = Drops()
+    event_dropped.connect(recorder, weak=False)
+    try:
+        yield recorder
+    finally:
+        with contextlib.suppress(Exception):
+            event_dropped.disconnect(recorder)
