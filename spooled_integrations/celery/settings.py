@@ -25,7 +25,12 @@ setting                                   environment fallback        default
                                                                       mappings or a
                                                                       .toml/.yaml path)
 ``spooled_external_tasks``                                            none
-``spooled_coordination``                                              none (reserved)
+``spooled_coordination``                                              none (a mapping,
+                                                                      JSON text, or
+                                                                      ``"lease"`` /
+                                                                      ``"claim"``
+                                                                      [``:<redis
+                                                                      url>``] [2]_)
 ``spooled_shutdown_timeout``                                          10 seconds
 connection tuning: ``spooled_`` + any :class:`~spooled_integrations.client.ConnectionOptions`
 field (``reconnect_delay``, ``max_reconnect_delay``, ``max_reconnect_attempts``,
@@ -38,6 +43,9 @@ tuning field (``queue_size``, ``max_age``, ``dedupe_window``, ``publish_attempts
 .. [1] ``SPOOLED_ENABLED`` *overrides* the setting (it is the per-node switch when the
    ``--spooled/--no-spooled`` worker option is not available, see the package docs);
    the worker option overrides both.
+.. [2] Fleet coordination of ``delivery="once"`` subscriptions; the fields are those of
+   :class:`~spooled_integrations.runtime.coordination.CoordinationConfig` (``strategy``,
+   ``redis_url``, ``namespace``, ``lease_ttl``, ``claim_ttl``, ``buffer_size``, ...).
 """
 
 from __future__ import annotations
@@ -59,6 +67,7 @@ from spooled_integrations.celery.taskoptions import as_task_option, task_subscri
 from spooled_integrations.client import ConnectionOptions, SubscriptionFilter
 from spooled_integrations.errors import ConfigurationError, SubscriptionError
 from spooled_integrations.runtime import SubscriptionSet, load_subscriptions
+from spooled_integrations.runtime.coordination import CoordinationConfig, parse_coordination
 from spooled_integrations.runtime.runtime import RuntimeConfig
 
 __all__ = [
@@ -87,7 +96,7 @@ _CONNECTION_FIELDS = tuple(name for name in ConnectionOptions.model_fields if na
 _RUNTIME_FIELDS = tuple(
     name
     for name in RuntimeConfig.model_fields
-    # read by their own rules above (coordination: reserved for fleet coordination)
+    # read by their own rules above
     if name not in ("connection", "transport", "filter", "subscriptions", "coordination")
 )
 _OWN = (
@@ -130,7 +139,7 @@ class SpooledCelerySettings:
 
     runtime: RuntimeConfig
     publisher: CeleryPublisher
-    coordination: Any = None
+    coordination: CoordinationConfig | None = None
     shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT
 
 
@@ -354,18 +363,14 @@ def _external_tasks(reader: _Reader) -> frozenset[str]:
     return frozenset(value)
 
 
-def _coordination(reader: _Reader) -> Any:
+def _coordination(reader: _Reader) -> CoordinationConfig | None:
     value = reader.get("coordination")
-    if value is not None:
-        # Reserved for fleet coordination (issue 6). Failing beats silently running
-        # every "once" rule on every node while the user believes it is coordinated.
-        reader.problem(
-            "coordination",
-            "fleet coordination is not available in this version of "
-            "spooled-integrations; remove the setting (every listening node dispatches "
-            "every event) or run the listener on one node only (--spooled / --no-spooled)",
-        )
-    return value
+    try:
+        return parse_coordination(value)
+    except ConfigurationError as exc:
+        for problem in str(exc).split("; "):
+            reader.problem("coordination", problem)
+    return None
 
 
 def _tuning(reader: _Reader) -> dict[str, Any]:
@@ -441,6 +446,7 @@ def read_settings(
             transport=transport,
             filter=subscription_filter,
             subscriptions=subscriptions,
+            coordination=coordination,
             **tuning,
         )
     except ConfigurationError as exc:  # checked above; kept so nothing slips through

@@ -240,9 +240,29 @@ def test_duplicate_names_across_config_and_task_options() -> None:
     assert any("duplicate of subscriptions[0]" in p for p in problems_of(app))
 
 
-def test_coordination_is_reserved() -> None:
-    app = make_app(spooled_api_key=KEY, spooled_coordination={"strategy": "lease"})
-    assert problems_of(app)[0].startswith("spooled_coordination: fleet coordination is not")
+def test_coordination_reaches_the_runtime_config() -> None:
+    from spooled_integrations.runtime.coordination import CoordinationConfig
+
+    app = make_app(
+        spooled_api_key=KEY, spooled_coordination={"strategy": "claim", "namespace": "n"}
+    )
+    settings = read_settings(app, environ={})
+    assert settings.coordination == CoordinationConfig(strategy="claim", namespace="n")
+    assert settings.runtime.coordination == settings.coordination
+    django = make_app("CELERY", spooled_api_key=KEY, spooled_coordination="lease:redis://r:6380/1")
+    config = read_settings(django, environ={}).runtime.coordination
+    assert config is not None and config.redis_url == "redis://r:6380/1"
+
+
+def test_bad_coordination_is_named_by_key() -> None:
+    app = make_app(spooled_api_key=KEY, spooled_coordination={"lease_ttl": 0, "buffer_size": "x"})
+    problems = problems_of(app)
+    assert problems[0].startswith("spooled_coordination: lease_ttl: Input should be greater")
+    assert problems[1].startswith("spooled_coordination: buffer_size: Input should be a valid")
+    django = make_app("CELERY", spooled_api_key=KEY, spooled_coordination="leader")
+    assert problems_of(django)[0].startswith(
+        "spooled_coordination (CELERY_SPOOLED_COORDINATION): unknown strategy 'leader'"
+    )
 
 
 @pytest.mark.parametrize(
