@@ -140,6 +140,7 @@ def worker_env(
 
 
 def _delete_queues(broker: str, queues: list[str]) -> None:
+    """Delete the test's queues (and, on Redis, kombu's per-exchange binding keys)."""
     from kombu import Connection
 
     try:
@@ -150,6 +151,14 @@ def _delete_queues(broker: str, queues: list[str]) -> None:
                     channel.queue_delete(queue)
     except Exception:
         pass
+    if broker.startswith("redis://"):
+        import redis
+
+        with contextlib.suppress(Exception), redis.Redis.from_url(broker) as client:
+            client.delete(*(f"_kombu.{table}.{queue}" for queue in queues for table in _BINDINGS))
+
+
+_BINDINGS = ("binding", "binding_permanent")
 
 
 @pytest.fixture
