@@ -14,9 +14,14 @@ setting                   variable / attribute          meaning
 ``transport``             ``SPOOLED_TRANSPORT``         ``ws`` or ``sse``
 ``subscriptions``         ``SPOOLED_SUBSCRIPTIONS``     list, or a ``.toml``/``.yaml`` path
 ``stop_timeout``          ``SPOOLED_STOP_TIMEOUT``      seconds the listener may take to stop
-``coordination``          ``SPOOLED_COORDINATION``      reserved for fleet coordination
+``coordination``          ``SPOOLED_COORDINATION``      fleet coordination [1]_
 ``api_key`` ...           ``SPOOLED_API_KEY`` ...       connection (``ConnectionOptions``)
 ========================  ============================  ==============================
+
+.. [1] Of ``delivery="once"`` subscriptions: a
+   :class:`~spooled_integrations.runtime.coordination.CoordinationConfig`, a mapping of
+   its fields, JSON text, or ``lease`` / ``claim`` optionally followed by ``:<redis url>``
+   (``SPOOLED_COORDINATION=claim:redis://redis:6379/1``).
 
 Nothing here needs credentials: a web process that imports the broker module only to
 send messages must not fail for a listener it never runs. Credentials are checked when
@@ -34,6 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from spooled_integrations.client import ConnectionOptions, SubscriptionFilter
 from spooled_integrations.errors import ConfigurationError
 from spooled_integrations.runtime import RuntimeConfig
+from spooled_integrations.runtime.coordination import CoordinationConfig, parse_coordination
 
 __all__ = ["DramatiqSettings", "Mode", "resolve_settings"]
 
@@ -80,10 +86,18 @@ class DramatiqSettings(BaseModel):
     transport: Literal["ws", "sse"] = "ws"
     subscriptions: Any = None
     filter: SubscriptionFilter | None = None
-    coordination: Any = None
-    """Reserved for fleet coordination (``delivery="once"`` across listeners)."""
+    coordination: CoordinationConfig | None = None
+    """Fleet coordination of ``delivery="once"`` subscriptions (see the module doc)."""
     stop_timeout: float = Field(default=5.0, gt=0)
     runtime: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("coordination", mode="before")
+    @classmethod
+    def _coordination(cls, value: Any) -> CoordinationConfig | None:
+        try:
+            return parse_coordination(value)
+        except ConfigurationError as exc:
+            raise ValueError(str(exc)) from None
 
     @field_validator("runtime")
     @classmethod

@@ -151,3 +151,25 @@ def test_without_dramatiq_the_import_error_names_the_extra() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert 'pip install "spooled-integrations[dramatiq]"' in result.stdout
+
+
+def test_coordination_from_the_environment_and_arguments() -> None:
+    from spooled_integrations.runtime.coordination import CoordinationConfig
+
+    settings = resolve_settings(environ={"SPOOLED_COORDINATION": "claim:redis://r:6380/1"})
+    assert settings.coordination == CoordinationConfig(
+        strategy="claim", redis_url="redis://r:6380/1"
+    )
+    settings = resolve_settings(
+        environ={"SPOOLED_COORDINATION": "claim"}, coordination={"namespace": "fleet-a"}
+    )
+    assert settings.coordination == CoordinationConfig(namespace="fleet-a")  # argument wins
+
+
+def test_bad_coordination_names_its_origin_and_field() -> None:
+    with pytest.raises(ConfigurationError) as info:
+        resolve_settings(environ={"SPOOLED_COORDINATION": '{"lease_ttl": 0}'})
+    assert "SPOOLED_COORDINATION (environment): " in str(info.value)
+    assert "lease_ttl: Input should be greater than or equal to 0.3" in str(info.value)
+    with pytest.raises(ConfigurationError, match=r"coordination= \(argument\): .*unknown strategy"):
+        SpooledMiddleware(coordination="leader")
