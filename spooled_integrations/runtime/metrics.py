@@ -34,7 +34,10 @@ class Metrics:
     - ``dispatched``: events that reached the signal and routing stage;
     - ``published``: successful hand-offs to a task or actor;
     - ``signals_sent``: events sent on ``spooled_signal``;
-    - ``dropped[reason]``: ``overflow``, ``stale``, ``publish_failed``, ``stopped``;
+    - ``dropped[reason]``: ``overflow``, ``stale``, ``publish_failed``, ``stopped``, and
+      with fleet coordination ``coordination_unavailable`` (a ``once`` event that could
+      not be kept while Redis was unreachable) and ``takeover_window`` (received while
+      a lease leader failed: it may not have run);
     - ``duplicates_suppressed``, ``receiver_failures``, ``publish_retries``,
       ``reconnects``, ``protocol_errors[reason]``.
     """

@@ -33,13 +33,18 @@ Operational signals (sender in brackets):
 - :data:`receiver_failed` [the signal whose receiver raised]: ``receiver=``,
   ``event=`` (``None`` for signals without an event), ``exception=``.
 - :data:`event_dropped` [dispatcher]: ``event=`` (``None`` when several were dropped
-  at once), ``reason=`` (``overflow``, ``stale``, ``publish_failed``, ``stopped``),
+  at once), ``reason=`` (``overflow``, ``stale``, ``publish_failed``, ``stopped``, and
+  with fleet coordination ``coordination_unavailable``, ``takeover_window``),
   ``detail=`` (a short human-readable string).
 - :data:`stream_gap` [runtime]: ``disconnected_at=``, ``reconnected_at=`` (aware UTC
   datetimes); events published in between may have been missed.
-- :data:`leadership_changed` [runtime]: reserved for fleet coordination.
+- :data:`leadership_changed` [runtime]: with the ``lease`` coordination strategy, this
+  node became (``leader=True``) or stopped being (``leader=False``) the one that
+  dispatches ``delivery="once"`` rules; also ``holder=`` (the lease holder's token or
+  ``None``), ``node=`` (this node's token), ``reason=``.
 
-Threads: ``spooled_signal`` runs on the dispatch thread. ``connection_state_changed``
+Threads: ``spooled_signal`` runs on the dispatch thread; ``leadership_changed`` on the
+lease thread (or the thread calling ``stop()``). ``connection_state_changed``
 and ``stream_gap`` run on the client's reader thread (or the thread calling
 ``stop()``), as does ``event_dropped`` for ``overflow`` -- the reader is the one that
 could not queue the event -- so receivers of those must be trivial: a slow one delays
@@ -125,7 +130,8 @@ stream_gap = NamedSignal(
 )
 leadership_changed = NamedSignal(
     "spooled.leadership_changed",
-    doc="Reserved: this node gained or lost dispatch leadership (fleet coordination).",
+    doc="This node gained or lost lease leadership; sender = runtime, kwargs leader=, "
+    "holder=, node=, reason=.",
 )
 
 _local = threading.local()
