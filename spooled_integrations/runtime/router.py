@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from spooled_integrations.protocol import Event, resolve
+from spooled_integrations.protocol import Event, EventType, resolve
 from spooled_integrations.runtime.subscriptions import (
     Subscription,
     SubscriptionSet,
@@ -35,9 +35,18 @@ class _Route:
     worker_ids: frozenset[str] | None
     where: tuple[tuple[str, tuple[Any, ...]], ...]
 
+    @property
+    def queue_only(self) -> bool:
+        """No filter but the queue (which the index matches): every candidate matches."""
+        return self.job_ids is None and self.worker_ids is None and not self.where
+
     def accepts(self, event: Event) -> bool:
         if self.queues is not None and event.queue_name not in self.queues:
             return False
+        return self.accepts_filters(event)
+
+    def accepts_filters(self, event: Event) -> bool:
+        """Every filter but the queue."""
         if self.job_ids is not None and event.job_id not in self.job_ids:
             return False
         if self.worker_ids is not None and event.worker_id not in self.worker_ids:
@@ -75,11 +84,32 @@ def _compile(sub: Subscription, order: int) -> _Route:
 
 
 @dataclass(frozen=True, slots=True)
+class _Candidates:
+    """Routes the index offers for one type and queue, in configured order.
+
+    ``answer`` is the match itself when no route has a filter beyond the queue.
+    """
+
+    routes: tuple[_Route, ...]
+    answer: tuple[Subscription, ...] | None
+
+    @classmethod
+    def of(cls, routes: Sequence[_Route]) -> _Candidates:
+        plain = all(route.queue_only for route in routes)
+        return cls(tuple(routes), tuple(r.subscription for r in routes) if plain else None)
+
+    def accepted(self, event: Event) -> list[Subscription]:
+        if self.answer is not None:
+            return list(self.answer)
+        return [route.subscription for route in self.routes if route.accepts_filters(event)]
+
+
+@dataclass(frozen=True, slots=True)
 class _Bucket:
     """The routes of one event type: those without a queue filter, and by queue name."""
 
-    any_queue: tuple[_Route, ...]
-    by_queue: Mapping[str, tuple[_Route, ...]]
+    any_queue: _Candidates
+    by_queue: Mapping[str, _Candidates]
 
     @classmethod
     def build(cls, routes: Sequence[_Route]) -> _Bucket:
@@ -88,22 +118,22 @@ class _Bucket:
             for name in route.queues or ():
                 by_queue.setdefault(name, []).append(route)
         return cls(
-            any_queue=tuple(r for r in routes if r.queues is None),
-            by_queue={name: tuple(found) for name, found in by_queue.items()},
+            any_queue=_Candidates.of([r for r in routes if r.queues is None]),
+            by_queue={name: _Candidates.of(found) for name, found in by_queue.items()},
         )
 
     def candidates(self, queue_name: str | None) -> Sequence[_Route]:
         queued = self.by_queue.get(queue_name) if queue_name is not None else None
-        if not queued:
-            return self.any_queue
-        if not self.any_queue:
-            return queued
-        return list(heapq.merge(self.any_queue, queued, key=_order))
+        if queued is None:
+            return self.any_queue.routes
+        if not self.any_queue.routes:
+            return queued.routes
+        return list(heapq.merge(self.any_queue.routes, queued.routes, key=_order))
 
     def all(self) -> list[_Route]:
-        seen = {id(r): r for r in self.any_queue}
-        for routes in self.by_queue.values():
-            seen.update((id(r), r) for r in routes)
+        seen = {id(r): r for r in self.any_queue.routes}
+        for found in self.by_queue.values():
+            seen.update((id(r), r) for r in found.routes)
         return sorted(seen.values(), key=_order)
 
 
@@ -111,7 +141,7 @@ def _order(route: _Route) -> int:
     return route.order
 
 
-_EMPTY = _Bucket(any_queue=(), by_queue={})
+_EMPTY = _Bucket.build(())
 
 
 class Router:
@@ -136,8 +166,10 @@ class Router:
                 by_type.setdefault(event_type, []).append(route)
             if sub.matches_all:
                 catch_all.append(route)
-        self._index = {name: _Bucket.build(routes) for name, routes in by_type.items()}
         self._catch_all = _Bucket.build(catch_all)
+        # Every known type has a bucket (maybe empty), so only unknown types miss.
+        self._index = dict.fromkeys((member.value for member in EventType), _EMPTY)
+        self._index.update((name, _Bucket.build(routes)) for name, routes in by_type.items())
 
     @property
     def subscriptions(self) -> SubscriptionSet:
@@ -160,5 +192,13 @@ class Router:
 
     def match(self, event: Event) -> list[Subscription]:
         """Subscriptions whose events and filters accept ``event``, in configured order."""
-        routes = self._bucket(event.type).candidates(event.queue_name)
-        return [route.subscription for route in routes if route.accepts(event)]
+        bucket = self._index.get(event.type) or self._bucket(event.type)
+        if bucket.by_queue:
+            queue_name = event.data.get("queue_name")
+            queued = bucket.by_queue.get(queue_name) if isinstance(queue_name, str) else None
+            if queued is not None:
+                if bucket.any_queue.routes:  # rules with and without a queue filter
+                    routes = bucket.candidates(queue_name)
+                    return [r.subscription for r in routes if r.accepts(event)]
+                return queued.accepted(event)  # the index matched the queue
+        return bucket.any_queue.accepted(event)
