@@ -166,6 +166,9 @@ class SeqFeed:
         self.next = 0
         self.heard: list[int] = []
         self.unheard: list[int] = []
+        """Published while no open stream accepted it (or while the emulator stalled)."""
+        self.stamps: dict[int, str] = {}
+        """Server timestamp of each event."""
 
     def publish(self, count: int = 1) -> list[int]:
         """Publish ``count`` events; returns their numbers."""
@@ -173,13 +176,18 @@ class SeqFeed:
         for _ in range(count):
             seq = self.next
             self.next += 1
-            before = self.emu.counters["undelivered"]
-            self.emu.publish(
+            before = self._missed()
+            envelope = self.emu.publish(
                 self.event, job_id=f"job-{seq}", queue_name="q", duration_ms=1, seq=seq
             )
-            (self.unheard if self.emu.counters["undelivered"] > before else self.heard).append(seq)
+            self.stamps[seq] = envelope["data"]["timestamp"]
+            (self.unheard if self._missed() > before else self.heard).append(seq)
             sent.append(seq)
         return sent
+
+    def _missed(self) -> int:
+        counters = self.emu.counters
+        return counters["undelivered"] + counters["stalled_drops"]
 
     @property
     def all(self) -> list[int]:

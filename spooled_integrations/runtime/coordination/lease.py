@@ -270,7 +270,8 @@ class LeaseCoordinator(Coordinator):
         self._redispatched += len(replay)
         previous = takeover.previous.holder if takeover.previous else None
         if replay or uncertain or unknown:
-            logger.warning(
+            logger.log(
+                logging.WARNING if uncertain or unknown else logging.INFO,
                 "Spooled lease: took over from %s: re-dispatched %d event(s) the previous "
                 "leader cannot have dispatched; %d received around its failure may not have "
                 "run (counted as dropped{%r})",
@@ -489,7 +490,8 @@ class LeaseCoordinator(Coordinator):
                 reason,
             )
         else:
-            logger.warning(
+            logger.log(
+                logging.INFO if reason == "stopped" else logging.WARNING,
                 "Spooled lease: this node (%s) is no longer the leader of namespace %r (%s)",
                 self.token,
                 self.config.namespace,

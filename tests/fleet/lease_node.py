@@ -1,0 +1,78 @@
+"""One fleet node in a process of its own, for the SIGKILL test (run as a script).
+
+A runtime with ``lease`` coordination routes ``job.completed`` to a publisher that
+appends ``<token> <seq>`` to the Redis list ``NODE_OUT``; every ``event_dropped`` is
+appended to ``NODE_DROPS`` as ``<reason> <seq>``. Prints ``READY <token>``, runs until
+SIGTERM, then stops the runtime and prints ``STATUS <json>``.
+
+Environment: ``SPOOLED_BASE_URL``, ``SPOOLED_API_KEY``, ``NODE_REDIS``, ``NODE_NS``,
+``NODE_TTL``, ``NODE_OUT``, ``NODE_DROPS``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import redis
+
+from spooled_integrations.client import ConnectionOptions
+from spooled_integrations.protocol import Event
+from spooled_integrations.runtime import RuntimeConfig, SpooledRuntime, Subscription
+from spooled_integrations.runtime.signals import event_dropped
+
+
+class ListPublisher:
+    name = "redis-list"
+
+    def __init__(self, client: redis.Redis, key: str) -> None:
+        self.client = client
+        self.key = key
+        self.token = "?"
+
+    def validate(self, subscriptions: Sequence[Subscription]) -> list[str]:
+        return []
+
+    def publish(self, subscription: Subscription, payload: Any, event: Event) -> None:
+        self.client.rpush(self.key, f"{self.token} {event.data['seq']}")
+
+
+def main() -> None:
+    env = os.environ
+    client = redis.Redis.from_url(env["NODE_REDIS"])
+    publisher = ListPublisher(client, env["NODE_OUT"])
+    config = RuntimeConfig(
+        connection=ConnectionOptions.from_env(reconnect_delay=0.05, max_reconnect_delay=0.2),
+        subscriptions=[{"events": ["job.completed"], "task": "t"}],
+        coordination={
+            "strategy": "lease",
+            "redis_url": env["NODE_REDIS"],
+            "namespace": env["NODE_NS"],
+            "lease_ttl": float(env["NODE_TTL"]),
+            "takeover_skew": 0.2,
+        },
+    )
+    runtime = SpooledRuntime(config, publisher)
+    assert runtime.coordinator is not None
+    publisher.token = runtime.coordinator.token
+
+    def on_drop(sender: Any, *, event: Any, reason: str, **kw: Any) -> None:
+        seq = event.data.get("seq") if event is not None else None
+        client.rpush(env["NODE_DROPS"], f"{reason} {seq}")
+
+    event_dropped.connect(on_drop, weak=False)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *args: stop.set())
+    runtime.start()
+    print("READY", runtime.coordinator.token, flush=True)
+    stop.wait()
+    runtime.stop(timeout=5)
+    print("STATUS", json.dumps(runtime.status()), flush=True)
+
+
+if __name__ == "__main__":
+    main()
