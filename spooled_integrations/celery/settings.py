@@ -63,11 +63,12 @@ from celery.exceptions import ImproperlyConfigured
 from pydantic import ValidationError, create_model
 
 from spooled_integrations.celery.publisher import CeleryPublisher
-from spooled_integrations.celery.taskoptions import as_task_option, task_subscriptions
+from spooled_integrations.celery.taskoptions import task_subscriptions
 from spooled_integrations.client import ConnectionOptions, SubscriptionFilter
 from spooled_integrations.errors import ConfigurationError, SubscriptionError
 from spooled_integrations.runtime import SubscriptionSet, load_subscriptions
 from spooled_integrations.runtime.coordination import CoordinationConfig, parse_coordination
+from spooled_integrations.runtime.declared import as_option
 from spooled_integrations.runtime.runtime import RuntimeConfig
 
 __all__ = [
@@ -405,7 +406,7 @@ def _task_rules(
             reader.problem("subscriptions", problem)
     for sub in from_tasks:
         reader.problems.extend(
-            f"task {sub.task!r}: {as_task_option(p)}" for p in publisher.problems(sub)
+            f"task {sub.task!r}: {as_option(p)}" for p in publisher.problems(sub)
         )
     if configured is None:
         return None

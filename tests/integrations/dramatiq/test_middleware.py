@@ -64,7 +64,7 @@ def test_actor_option_problems_use_the_option_names(make_broker: MakeBroker) -> 
     assert subscriptions == []
     text = "\n".join(problems)
     assert "actor 'bad_events': spooled_payload: Input should be 'event' or 'data'" in text
-    assert "actor 'no_events': spooled_queue given without spooled_events" in text
+    assert "actor 'no_events': spooled_events: missing" in text
 
 
 def test_spooled_actor_options_need_the_middleware_first() -> None:

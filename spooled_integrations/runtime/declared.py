@@ -1,0 +1,76 @@
+"""Subscriptions declared on a task or an actor through ``spooled_*`` options.
+
+Celery (``@app.task(spooled_events=[...])``) and Dramatiq
+(``@dramatiq.actor(spooled_events=[...])``) share the option names and their
+meaning; problems are reported with the option the user wrote (``spooled_where.x``),
+not the subscription field behind it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from spooled_integrations.errors import SubscriptionError
+from spooled_integrations.runtime.subscriptions import Subscription
+
+__all__ = ["DECLARATION_OPTIONS", "as_option", "declared_subscription"]
+
+DECLARATION_OPTIONS: dict[str, str] = {
+    "spooled_events": "events",
+    "spooled_queue": "queue",
+    "spooled_job_id": "job_id",
+    "spooled_worker_id": "worker_id",
+    "spooled_where": "where",
+    "spooled_delivery": "delivery",
+    "spooled_payload": "payload",
+    "spooled_options": "options",
+    "spooled_max_age": "max_age",
+    "spooled_name": "name",
+}
+"""Option -> subscription field."""
+
+_OPTION_OF_FIELD = {field: option for option, field in DECLARATION_OPTIONS.items()}
+_LEADING_FIELD = re.compile(r"^([a-z_]+)")
+
+
+def as_option(problem: str) -> str:
+    """``where.status: ...`` -> ``spooled_where.status: ...`` (the name the user wrote)."""
+    return _LEADING_FIELD.sub(lambda m: _OPTION_OF_FIELD.get(m.group(1), m.group(1)), problem, 1)
+
+
+def declared_subscription(
+    options: Mapping[str, Any], *, kind: Literal["task", "actor"], target: str
+) -> tuple[Subscription | None, list[str]]:
+    """The subscription ``options`` declare for task/actor ``target``, and its problems.
+
+    ``(None, [])`` when no ``spooled_*`` option is set. Problems read
+    ``task 'billing.on_done': spooled_events[0]: unknown event 'job.done' ...``.
+    """
+    owner = f"{kind} {target!r}"
+    problems: list[str] = []
+    for option in options:
+        if option.startswith("spooled_") and option not in DECLARATION_OPTIONS:
+            close = difflib.get_close_matches(option, list(DECLARATION_OPTIONS), n=1, cutoff=0.6)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            problems.append(f"{owner}: {option}: unknown {kind} option{hint}")
+    data = {
+        DECLARATION_OPTIONS[option]: value
+        for option, value in options.items()
+        if option in DECLARATION_OPTIONS and value is not None
+    }
+    if not data:
+        return None, problems
+    if "events" not in data:
+        problems.append(
+            f"{owner}: spooled_events: missing; the other spooled_* options only narrow it"
+        )
+        return None, problems
+    data[kind] = target
+    data.setdefault("name", f"{kind}:{target}")
+    try:
+        return Subscription(**data), problems
+    except SubscriptionError as exc:
+        return None, problems + [f"{owner}: {as_option(p)}" for p in exc.problems]
