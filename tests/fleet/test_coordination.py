@@ -211,6 +211,40 @@ def test_lease_leader_cut_off_from_redis_stops_before_the_standby_starts(
     assert leader.status()["coordination"]["renew_failures"] >= 1
 
 
+def test_lease_leader_pauses_past_its_horizon_and_resumes_without_loss(
+    emu: Emulator, make_runtime: RuntimeFactory, redis_url: str, namespace: str, record: Any
+) -> None:
+    """Renewals fail for longer than the dispatch horizon but less than 2/3 TTL: the
+    leader holds events instead of dispatching them, keeps the lease, then catches up."""
+    changes = record(leadership_changed)
+    config = lease(redis_url, namespace, lease_ttl=3.0, renew_interval=0.1)  # horizon 0.4 s
+    runtime, publisher = node(make_runtime, emu, config)
+    start_all(emu, runtime)
+    assert wait_until(lambda: role(runtime) == "leader")
+    coordinator = runtime.coordinator
+    assert isinstance(coordinator, LeaseCoordinator)
+    feed = SeqFeed(emu)
+    feed.publish(5)
+    assert wait_until(lambda: len(once_seqs(publisher)) == 5)
+    import redis
+
+    real = coordinator._script
+
+    def unreachable(*args: Any, **kwargs: Any) -> Any:
+        raise redis.ConnectionError("simulated hiccup")
+
+    coordinator._script = unreachable  # type: ignore[method-assign]
+    assert wait_until(lambda: not coordinator.is_leader, 0.6)
+    feed.publish(10)
+    assert wait_until(lambda: runtime.status()["coordination"]["shadowed"] == 10)
+    assert role(runtime) == "leader" and len(once_seqs(publisher)) == 5
+    coordinator._script = real  # type: ignore[method-assign]
+    assert wait_until(lambda: len(once_seqs(publisher)) == 15, 2.0)
+    assert once_seqs(publisher) == feed.all
+    assert changes.kwarg("leader") == [True]  # never lost the lease
+    assert runtime.status()["counters"]["dropped"] == {}
+
+
 def test_lease_redis_outage_pauses_dispatch_then_replays_the_shadow(
     emu: Emulator,
     make_runtime: RuntimeFactory,
@@ -391,6 +425,12 @@ def test_coordination_config_spellings_and_errors() -> None:
         parse_coordination({"ttls": 1})
     with pytest.raises(ConfigurationError, match="renew_interval"):
         parse_coordination({"lease_ttl": 3, "renew_interval": 2})
+    with pytest.raises(ConfigurationError, match=r"dispatch_horizon .* at most 2/3"):
+        parse_coordination({"lease_ttl": 3, "dispatch_horizon": 2.5})
+    defaults = CoordinationConfig()
+    assert defaults.effective_renew_interval == 0.5 and defaults.effective_dispatch_horizon == 2
+    short = CoordinationConfig(lease_ttl=0.9)
+    assert (short.effective_renew_interval, short.effective_dispatch_horizon) == (0.3, 0.6)
     with pytest.raises(ConfigurationError, match="redis_url must start with"):
         parse_coordination({"redis_url": "http://user:hunter2@r"})
     try:

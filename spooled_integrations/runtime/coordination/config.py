@@ -46,6 +46,12 @@ class CoordinationConfig(BaseModel):
     renew_interval: float | None = Field(default=None, gt=0)
     """Seconds between lease renewals (each also records the leader's progress);
     default ``min(lease_ttl / 3, 0.5)``. Must be at most ``lease_ttl / 3``."""
+    dispatch_horizon: float | None = Field(default=None, gt=0)
+    """Seconds past a renewal the leader may keep dispatching without another one
+    (default ``min(2 * lease_ttl / 3, 4 * renew_interval)``, at most ``2/3`` of the
+    TTL). It bounds what a takeover can lose: events that arrive while a dead leader's
+    horizon runs out. A leader that passes it only pauses (it buffers, and dispatches
+    what it held once a renewal succeeds); it loses the lease at ``2/3`` of the TTL."""
     takeover_skew: float = Field(default=1.0, ge=0)
     """How far apart (seconds) two nodes may receive the same event. A new leader
     re-dispatches only events it received this long after the old leader's promised
@@ -79,6 +85,11 @@ class CoordinationConfig(BaseModel):
                 f"renew_interval ({self.renew_interval:g}s) must be at most lease_ttl / 3 "
                 f"({self.lease_ttl / 3:g}s)"
             )
+        if self.dispatch_horizon is not None and self.dispatch_horizon > self.lease_ttl * 2 / 3:
+            raise ValueError(
+                f"dispatch_horizon ({self.dispatch_horizon:g}s) must be at most 2/3 of "
+                f"lease_ttl ({self.lease_ttl * 2 / 3:g}s)"
+            )
         if self.claim_ttl <= self.buffer_max_age:
             raise ValueError(
                 f"claim_ttl ({self.claim_ttl:g}s) must be longer than buffer_max_age "
@@ -101,6 +112,12 @@ class CoordinationConfig(BaseModel):
         if self.renew_interval is not None:
             return self.renew_interval
         return min(self.lease_ttl / 3, 0.5)
+
+    @property
+    def effective_dispatch_horizon(self) -> float:
+        if self.dispatch_horizon is not None:
+            return self.dispatch_horizon
+        return min(self.lease_ttl * 2 / 3, 4 * self.effective_renew_interval)
 
 
 def parse_coordination(value: Any) -> CoordinationConfig | None:

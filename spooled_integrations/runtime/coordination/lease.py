@@ -7,9 +7,12 @@ check-and-extend), so a node can never extend a lease someone else took.
 
 Timing (``T`` = ``lease_ttl``):
 
-- the leader renews every ``renew_interval`` (at most ``T/3``); it may dispatch only
-  until ``2T/3`` after the *start* of its last successful renewal, so a leader cut off
-  from Redis stops dispatching a third of the TTL before anyone can take over;
+- the leader renews every ``renew_interval`` (at most ``T/3``, default 0.5 s). Timed
+  from the *start* of its last successful renewal, it dispatches for
+  ``dispatch_horizon`` (at most ``2T/3``; then it pauses and holds events) and stays
+  leader for ``2T/3`` (then it gives up: ``leadership_changed``). A leader cut off from
+  Redis has stopped dispatching at least a third of the TTL before anyone can take
+  over;
 - a standby polls every ``T/3`` and, when it sees the lease's remaining time run
   down, wakes just after it expires: it takes over about ``T`` after the leader's last
   renewal.
@@ -17,7 +20,7 @@ Timing (``T`` = ``lease_ttl``):
 Every renewal also writes a *record* (``spooled:lease:<namespace>:last``) with the
 leader's progress, in Redis time: ``w`` (every event it received before ``w`` is
 dispatched), ``key`` (the identity key of the last event it dispatched) and ``s``
-(it dispatches nothing received after ``s``: ``2T/3`` ahead, or the moment it
+(it dispatches nothing received after ``s``: the end of its horizon, or the moment it
 disconnected on a clean stop, with ``final`` set).
 
 A standby keeps the ``once`` events it did not dispatch in a *shadow*, bounded by
@@ -139,7 +142,8 @@ class LeaseCoordinator(Coordinator):
         self._record_key = f"{self._lease_key}:last"
         self._script = self._redis.register_script(_SCRIPT)
         self._ttl_ms = round(ttl * 1000)
-        self._promise = ttl * 2 / 3
+        self._keep_for = ttl * 2 / 3  # leadership without a successful renewal
+        self._horizon = self.config.effective_dispatch_horizon
         self._renew_every = self.config.effective_renew_interval
         self._poll_every = ttl / 3
         self._shadow_age = max(self.config.buffer_max_age, 2 * ttl + self.config.takeover_skew)
@@ -147,14 +151,16 @@ class LeaseCoordinator(Coordinator):
         self._stop_event = threading.Event()
         self._thread: threading.Thread | None = None
         # Leadership. The lease thread writes these under _lock; the dispatch thread
-        # reads _active and _deadline (a leader is one that is active before its deadline).
+        # reads _active and _dispatch_until (a leader dispatches while active and
+        # before its horizon; it stays leader until _deadline).
         self._lock = threading.Lock()
         self._leader = False
         self._active = False
         self._deadline = 0.0
+        self._dispatch_until = 0.0
         self._takeover: _Takeover | None = None
         self._holder: str | None = None
-        self._covered_until = 0.0  # events received before this have a live leader
+        self._covered_until = 0.0  # events received before this have another live leader
         self._since: datetime | None = None
         self._renewals = 0
         self._renew_failures = 0
@@ -170,7 +176,7 @@ class LeaseCoordinator(Coordinator):
     @property
     def is_leader(self) -> bool:
         """True while this node may dispatch ``once`` events."""
-        return self._active and self._clock() < self._deadline
+        return self._active and self._clock() < self._dispatch_until
 
     @property
     def holder(self) -> str | None:
@@ -192,7 +198,7 @@ class LeaseCoordinator(Coordinator):
         with self._lock:
             was_leader = self._leader
             self._leader = self._active = False
-            self._deadline = 0.0
+            self._deadline = self._dispatch_until = 0.0
         if was_leader:
             self._release(received_until, drained)
             self._announce(False, None, "stopped")
@@ -216,6 +222,8 @@ class LeaseCoordinator(Coordinator):
         if self._takeover is not None:
             self._take_over()
         if self.is_leader:
+            if self._shadow:
+                self._resume()
             self._publish_all(event, subscriptions)
             return
         self._keep(
@@ -225,7 +233,23 @@ class LeaseCoordinator(Coordinator):
     def poll(self) -> None:
         if self._takeover is not None:
             self._take_over()
+        if self._shadow and self.is_leader:
+            self._resume()
         self._trim()
+
+    def _resume(self) -> None:
+        """Leader again after a pause with the lease never lost: nobody else dispatched
+        what this node shadowed meanwhile, so all of it runs now."""
+        shadow = list(self._shadow)
+        self._shadow.clear()
+        self._evicted.clear()
+        for item in shadow:
+            self._publish_all(item.event, item.subscriptions)
+        with self._state_lock:
+            self._redispatched += len(shadow)
+        logger.info(
+            "Spooled lease: renewal succeeded again; dispatched %d held event(s)", len(shadow)
+        )
 
     def _keep(self, item: _Shadowed) -> None:
         self._trim()
@@ -344,7 +368,7 @@ class LeaseCoordinator(Coordinator):
                 args=[
                     self.token,
                     self._ttl_ms,
-                    round(self._promise * 1000),
+                    round(self._horizon * 1000),
                     lag_ms,
                     key,
                     _RECORD_TTL_MS,
@@ -378,7 +402,7 @@ class LeaseCoordinator(Coordinator):
         with self._lock:
             if not self._leader:
                 return now + self.config.retry_interval
-            return min(now + self.config.retry_interval, self._deadline)
+            return max(now, min(now + self.config.retry_interval, self._deadline))
 
     def _renewed(self, sent: float, was_leader: bool) -> float:
         with self._state_lock:
@@ -389,8 +413,8 @@ class LeaseCoordinator(Coordinator):
             self._become_leader(sent, _Takeover(None, own=True), "renewed after a lapse")
         else:
             with self._lock:
-                self._deadline = sent + self._promise
-                self._covered_until = self._deadline
+                self._deadline = sent + self._keep_for
+                self._dispatch_until = sent + self._horizon
         return sent + self._renew_every
 
     def _acquired(self, sent: float, previous: Mapping[str, str]) -> float:
@@ -405,7 +429,7 @@ class LeaseCoordinator(Coordinator):
         was_leader = self._leader
         with self._lock:
             self._leader = self._active = False
-            self._deadline = 0.0
+            self._deadline = self._dispatch_until = 0.0
             self._covered_until = sent + pttl / 1000
             changed = self._holder != holder
             self._holder = holder or None
@@ -422,8 +446,9 @@ class LeaseCoordinator(Coordinator):
     def _become_leader(self, sent: float, takeover: _Takeover, reason: str) -> None:
         with self._lock:
             self._leader = True
-            self._deadline = sent + self._promise
-            self._covered_until = self._deadline
+            self._deadline = sent + self._keep_for
+            self._dispatch_until = sent + self._horizon
+            self._covered_until = 0.0  # what this node shadows now is its own to dispatch
             self._holder = self.token
             self._since = datetime.now(timezone.utc)
             pending = self._takeover
@@ -516,6 +541,7 @@ class LeaseCoordinator(Coordinator):
         with self._state_lock:
             status.update(
                 role=role,
+                dispatching=self.is_leader,
                 holder=holder,
                 since=_iso(since),
                 lease_ttl=self.config.lease_ttl,
