@@ -52,10 +52,13 @@ class CoordinationConfig(BaseModel):
     TTL). It bounds what a takeover can lose: events that arrive while a dead leader's
     horizon runs out. A leader that passes it only pauses (it buffers, and dispatches
     what it held once a renewal succeeds); it loses the lease at ``2/3`` of the TTL."""
-    takeover_skew: float = Field(default=1.0, ge=0)
-    """How far apart (seconds) two nodes may receive the same event. A new leader
-    re-dispatches only events it received this long after the old leader's promised
-    stop, so nothing runs twice while the nodes' streams are at most this far apart."""
+    takeover_skew: float = Field(default=0.25, ge=0)
+    """Seconds of jitter allowed, on top of the measured lag, between two nodes'
+    streams. On takeover a new leader finds the old leader's last recorded event in its
+    own buffer, measures how much later it received it, and re-dispatches only events
+    it received more than that lag plus this margin after the old leader's promised
+    stop; nothing runs twice while the lag varies by less than this. When the event is
+    not found, ``max(1 s, 4 * takeover_skew)`` is used instead."""
     claim_ttl: float = Field(default=120.0, gt=0)
     """Seconds a claim key lives: longer than any node can lag behind another
     (``buffer_max_age`` included), or a late node would win a second claim."""

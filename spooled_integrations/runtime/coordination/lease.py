@@ -27,9 +27,12 @@ A standby keeps the ``once`` events it did not dispatch in a *shadow*, bounded b
 ``buffer_size`` and by ``max(buffer_max_age, 2T + takeover_skew)`` seconds. On
 takeover it splits the shadow with the previous leader's record:
 
-- up to ``key`` (or received before ``w - takeover_skew``): done by the old leader;
-- received after ``s + takeover_skew`` (after ``key`` if ``final``): the old leader
-  cannot have dispatched them -- the new leader dispatches them now;
+- up to ``key`` (or, when ``key`` is not in the shadow, received before ``w`` minus
+  a second): done by the old leader;
+- received after ``s`` plus the lag plus ``takeover_skew`` (after ``key`` if
+  ``final``): the old leader cannot have dispatched them -- the new leader dispatches
+  them now. The lag is measured: how much later this node received the ``key`` event
+  than the old leader did (``w``);
 - in between: the old leader may or may not have dispatched them before it died. They
   are not dispatched again (no duplicates); each is counted as
   ``dropped{"takeover_window"}`` and sent on ``event_dropped``. This is an upper
@@ -68,6 +71,7 @@ TAKEOVER_WINDOW = "takeover_window"
 """``dropped`` reason: received around a leader's failure; it may not have run."""
 
 _RECORD_TTL_MS = 24 * 3600 * 1000
+_UNMEASURED_SKEW = 1.0  # seconds allowed between two nodes' streams when not measured
 
 # KEYS: lease, record. ARGV: token, ttl_ms, s_offset_ms, w_lag_ms, key, record_ttl_ms,
 # op ("tick" | "release"), final. Returns {code, redis_now_ms, pttl_ms, holder, previous}
@@ -167,6 +171,7 @@ class LeaseCoordinator(Coordinator):
         self._takeovers = 0
         self._redispatched = 0
         self._window_dropped = 0
+        self._last_lag: float | None = None
         # The shadow: dispatch thread only.
         self._shadow: deque[_Shadowed] = deque()
         self._evicted: deque[float] = deque()  # receive times of non-pending evictions
@@ -314,19 +319,26 @@ class LeaseCoordinator(Coordinator):
             # Nobody led for a day (or this node did, and it knows what it shadowed):
             # nothing in the shadow was dispatched.
             return shadow, [], 0
-        skew = self.config.takeover_skew
-        done = 0
-        found = False
+        margin = self.config.takeover_skew
+        found = -1
         if record.key:
             for index in range(len(shadow) - 1, -1, -1):
                 if shadow[index].event.identity_key == record.key:
-                    done, found = index + 1, True
+                    found = index
                     break
-        if not found:
+        if found >= 0:
+            # Both nodes received that event: how much later this node got it is the
+            # lag to allow for, measured instead of guessed.
+            done = found + 1
+            lag = max(0.0, shadow[found].received_at - record.w)
+            self._last_lag = lag
+            skew = lag + margin
+        else:
+            skew = max(_UNMEASURED_SKEW, 4 * margin)
             done = next(
                 (i for i, e in enumerate(shadow) if e.received_at >= record.w - skew), len(shadow)
             )
-        if record.final and found:
+        if record.final and found >= 0:
             start = done  # it received nothing after its last dispatched event
         else:
             start = next(
@@ -334,7 +346,7 @@ class LeaseCoordinator(Coordinator):
             )
             start = max(start, done)
         # Evictions all precede the shadow: when the key was found they precede it too.
-        unknown = 0 if found else sum(1 for t in self._evicted if t >= record.w - skew)
+        unknown = 0 if found >= 0 else sum(1 for t in self._evicted if t >= record.w - skew)
         return shadow[start:], shadow[done:start], unknown
 
     def _window_drop(self, event: Event | None, detail: str) -> None:
@@ -550,6 +562,7 @@ class LeaseCoordinator(Coordinator):
                 takeovers=self._takeovers,
                 redispatched=self._redispatched,
                 takeover_window_dropped=self._window_dropped,
+                takeover_lag=self._last_lag,
                 shadowed=len(self._shadow),
             )
         return status

@@ -1,0 +1,77 @@
+"""The takeover split, without a network: which shadowed events a new leader runs,
+which it counts as maybe lost, and which it leaves to the old leader."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from spooled_integrations.protocol import Event
+from spooled_integrations.runtime.coordination import CoordinationConfig
+from spooled_integrations.runtime.coordination.lease import (
+    LeaseCoordinator,
+    _Record,
+    _Shadowed,
+    _Takeover,
+)
+
+pytest.importorskip("redis")
+
+
+def coordinator(**config: Any) -> LeaseCoordinator:
+    # Building a coordinator does no I/O: nothing listens on port 9.
+    return LeaseCoordinator(CoordinationConfig(redis_url="redis://127.0.0.1:9/0", **config))
+
+
+def shadow(times: list[float]) -> list[_Shadowed]:
+    events = [
+        Event("job.completed", {"job_id": f"j{i}", "seq": i}, "JobCompleted")
+        for i in range(len(times))
+    ]
+    return [_Shadowed(t, e, (), False) for t, e in zip(times, events, strict=True)]
+
+
+def seqs(items: list[_Shadowed]) -> list[int]:
+    return [item.event.data["seq"] for item in items]
+
+
+TIMES = [10.0 + i * 0.1 for i in range(30)]  # received at 10.0, 10.1, ... 12.9
+
+
+def test_the_last_recorded_event_splits_exactly_and_its_lag_widens_the_margin() -> None:
+    lease = coordinator(takeover_skew=0.25)
+    # The old leader got j5 at 10.4 (this node: 10.5, lag 0.1) and promised to stop
+    # dispatching what it received after 11.5.
+    record = _Record(holder="old", w=10.4, key="job.completed:j5", s=11.5, final=False)
+    replay, maybe, unknown = lease._split(shadow(TIMES), _Takeover(record, own=False))
+    assert seqs(maybe) == list(range(6, 19))  # after j5, up to 11.5 + 0.1 + 0.25
+    assert seqs(replay) == list(range(19, 30))
+    assert unknown == 0
+    assert lease.status()["takeover_lag"] == pytest.approx(0.1)
+
+
+def test_a_clean_handover_leaves_no_window() -> None:
+    lease = coordinator()
+    record = _Record(holder="old", w=10.5, key="job.completed:j5", s=10.5, final=True)
+    replay, maybe, _ = lease._split(shadow(TIMES), _Takeover(record, own=False))
+    assert maybe == [] and seqs(replay) == list(range(6, 30))
+
+
+def test_without_the_recorded_event_times_decide_with_a_wide_margin() -> None:
+    lease = coordinator(takeover_skew=0.1)
+    record = _Record(holder="old", w=11.0, key="job.completed:gone", s=11.5, final=True)
+    lease._evicted.extend([9.5, 10.05])  # pushed out of a full shadow earlier
+    replay, maybe, unknown = lease._split(shadow(TIMES[5:]), _Takeover(record, own=False))
+    # 1 s either side: [10.0, 12.5] may have run; after 12.5 it cannot have.
+    assert seqs(maybe) == list(range(0, 21))
+    assert seqs(replay) == list(range(21, 25))
+    assert unknown == 1  # the eviction at 10.05 lies inside the window; 9.5 does not
+
+
+def test_no_previous_leader_or_this_node_itself_means_run_everything() -> None:
+    lease = coordinator()
+    items = shadow(TIMES[:5])
+    assert lease._split(items, _Takeover(None, own=False)) == (items, [], 0)
+    mine = _Record(holder=lease.token, w=0, key="", s=0, final=False)
+    assert lease._split(items, _Takeover(mine, own=True)) == (items, [], 0)
