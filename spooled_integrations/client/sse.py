@@ -1,8 +1,11 @@
-"""SSE transport on httpcore (httpx's engine).
+"""SSE transport: one HTTP/1.1 GET on a socket we own, h11 for the response head.
 
-httpcore directly, not httpx: its public ``network_backend`` hook hands us each socket,
-so ``disconnect()`` can shut it down and a read blocked on a silent server returns at
-once; and a streaming response needs nothing more than httpcore gives.
+The body is unframed by :mod:`~spooled_integrations.protocol.httpbody` from whole
+socket reads: the backend sends each event as its own HTTP chunk, and an HTTP client
+library pays per chunk (httpcore + h11 cost about 5 us per event, 3x everything else we
+do with it; ``bench/stream.py``). Owning the socket also lets ``disconnect()`` shut it
+down so a read blocked on a silent server returns at once. TLS uses httpx's context
+(certifi roots, ``SSL_CERT_FILE``); there is no proxy support, as before.
 
 Three streams: ``/api/v1/events`` (filtered by ``queue``/``events``), a per-job stream
 ``/api/v1/events/jobs/{id}`` that ends at a terminal status, and a per-queue stream
@@ -13,45 +16,44 @@ from __future__ import annotations
 
 import contextlib
 import socket
-import ssl
 import threading
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
-import httpcore
+import h11
+import httpx
 
 from spooled_integrations._redact import redact
 from spooled_integrations.client.base import BaseClient, ReadOutcome, _Stop
 from spooled_integrations.client.errors import error_for_status
 from spooled_integrations.client.options import ConnectionOptions, SubscriptionFilter
-from spooled_integrations.errors import NotSupportedError, ServerError, SpooledConnectionError
+from spooled_integrations.errors import (
+    NotSupportedError,
+    ProtocolError,
+    ServerError,
+    SpooledConnectionError,
+)
 from spooled_integrations.protocol import TERMINAL_STATUSES, EventType, SSEDecoder
+from spooled_integrations.protocol.httpbody import BodyReader, body_reader
 
 __all__ = ["SSEClient"]
 
 SSE_LIVENESS_DEFAULT = 45.0
 EVENTS_PATH = "/api/v1/events"
+READ_SIZE = 64 * 1024
+"""Bytes asked of each socket read (larger measured no faster)."""
 _ERROR_BODY_LIMIT = 4096
 _JOB_GONE = "Job not found"
 
 
-class _TrackingBackend(httpcore.SyncBackend):
-    """Reports every socket it opens, so another thread can shut it down."""
+@dataclass
+class _Stream:
+    """One open event stream: the socket, its body framing, body bytes read with the head."""
 
-    def __init__(self, on_socket: Any) -> None:
-        self._on_socket = on_socket
-
-    def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Any = None,
-    ) -> httpcore.NetworkStream:
-        stream = super().connect_tcp(host, port, timeout, local_address, socket_options)
-        self._on_socket(stream.get_extra_info("socket"))
-        return stream
+    sock: socket.socket
+    body: BodyReader
+    first: bytes
 
 
 class SSEClient(BaseClient):
@@ -117,90 +119,117 @@ class SSEClient(BaseClient):
 
     # -- transport hooks ---------------------------------------------------------------
 
-    def _open(self, *, force_login: bool) -> tuple[httpcore.ConnectionPool, httpcore.Response]:
+    def _open(self, *, force_login: bool) -> _Stream:
         token = self._tokens.get(force=force_login)
-        pool = httpcore.ConnectionPool(
-            ssl_context=self._ssl_context(),
-            network_backend=_TrackingBackend(self._remember_socket),
-            max_connections=1,
-        )
         url = self.options.base_url + self._path_and_query()
+        parts = urlsplit(url)
+        target = parts.path + (f"?{parts.query}" if parts.query else "")
         headers = [
-            (b"Host", urlsplit(url).netloc.encode()),
-            (b"Authorization", f"Bearer {token}".encode()),
-            (b"Accept", b"text/event-stream"),
-            (b"Cache-Control", b"no-cache"),
-        ] + [(k.encode(), v.encode()) for k, v in self.options.extra_headers.items()]
+            ("Host", parts.netloc),
+            ("Authorization", f"Bearer {token}"),
+            ("Accept", "text/event-stream"),
+            ("Cache-Control", "no-cache"),
+            *self.options.extra_headers.items(),
+        ]
         timeout = self.options.connect_timeout
-        extensions = {
-            "timeout": {
-                "connect": timeout,
-                "read": self._liveness_timeout(SSE_LIVENESS_DEFAULT),
-                "write": timeout,
-                "pool": timeout,
-            }
-        }
         try:
-            response = pool.handle_request(
-                httpcore.Request("GET", url, headers=headers, extensions=extensions)
-            )
-        except httpcore.TimeoutException:
-            pool.close()
+            sock = self._connect(parts.scheme, parts.hostname or "", parts.port, timeout)
+            http = h11.Connection(h11.CLIENT)
+            request = http.send(h11.Request(method="GET", target=target, headers=headers))
+            sock.sendall((request or b"") + (http.send(h11.EndOfMessage()) or b""))
+            sock.settimeout(self._liveness_timeout(SSE_LIVENESS_DEFAULT))
+            response = self._read_head(sock, http)
+        except TimeoutError:
+            self._drop_socket()
             self._raise_if_stopping()
             raise SpooledConnectionError("SSE request timed out before the response") from None
-        except (httpcore.NetworkError, httpcore.ProtocolError, OSError) as exc:
-            pool.close()
+        except (OSError, h11.ProtocolError) as exc:
+            self._drop_socket()
             self._raise_if_stopping()
             raise SpooledConnectionError(self._describe(exc, "SSE request failed")) from None
-        if response.status != 200:
-            body = self._read_error_body(response)
-            pool.close()
-            headers_map = {k.decode("latin-1"): v.decode("latin-1") for k, v in response.headers}
+        if response.status_code != 200:
+            body = self._read_error_body(sock, http)
+            self._drop_socket()
             raise error_for_status(
-                response.status,
-                headers_map,
+                response.status_code,
+                {k.decode("latin-1"): v.decode("latin-1") for k, v in response.headers},
                 body,
                 what="SSE request",
                 secrets=self._tokens.secrets(),
             )
-        content_type = next((v for k, v in response.headers if k.lower() == b"content-type"), b"")
-        if not content_type.startswith(b"text/event-stream"):
-            response.close()
-            pool.close()
-            raise ServerError(
-                f"SSE answer is {content_type.decode('latin-1')!r}, not an event stream"
-            )
-        return pool, response
+        content_type = next((v for k, v in response.headers if k == b"content-type"), b"")
+        try:
+            if not content_type.startswith(b"text/event-stream"):
+                raise ServerError(
+                    f"SSE answer is {content_type.decode('latin-1')!r}, not an event stream"
+                )
+            body_framing = body_reader(list(response.headers))
+        except (ServerError, ProtocolError):
+            self._drop_socket()
+            raise
+        return _Stream(sock, body_framing, http.trailing_data[0])
+
+    def _connect(self, scheme: str, host: str, port: int | None, timeout: float) -> socket.socket:
+        secure = scheme == "https"
+        sock = socket.create_connection((host, port or (443 if secure else 80)), timeout=timeout)
+        self._remember_socket(sock)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if secure:
+            context = httpx.create_ssl_context(verify=self.options.verify_tls)
+            context.set_alpn_protocols(["http/1.1"])
+            sock = context.wrap_socket(sock, server_hostname=host)
+            self._remember_socket(sock)
+        return sock
+
+    def _read_head(self, sock: socket.socket, http: h11.Connection) -> h11.Response:
+        while True:
+            event = http.next_event()
+            if event is h11.NEED_DATA:
+                data = sock.recv(READ_SIZE)
+                if not data:
+                    raise ConnectionError("the server closed the connection before answering")
+                http.receive_data(data)
+            elif isinstance(event, h11.Response):
+                return event
 
     def _read(self, session: Any) -> ReadOutcome:
-        _, response = session
+        stream: _Stream = session
+        recv, feed_body = stream.sock.recv, stream.body.feed
         decoder = SSEDecoder()
-        handle = self._handle_frame
+        feed_events, handle = decoder.feed, self._handle_frame
         follows_job = self._job_id is not None
-        try:
-            for chunk in response.iter_stream():
+        data = stream.first
+        while True:
+            if data:
                 self._note_frame_time()
-                for message in decoder.feed(chunk):
+                try:
+                    body = feed_body(data)
+                except ProtocolError as exc:
+                    raise SpooledConnectionError(f"SSE stream framing broken: {exc}") from None
+                for message in feed_events(body):
                     events = handle(message.data, message.event)
                     if follows_job and _job_stream_over(events):
                         return "finished"
-        except httpcore.ReadTimeout:
-            raise SpooledConnectionError(
-                "no SSE data or keep-alive within the liveness timeout; reconnecting"
-            ) from None
-        except (httpcore.NetworkError, httpcore.ProtocolError, OSError) as exc:
-            self._raise_if_stopping()
-            raise SpooledConnectionError(self._describe(exc, "SSE stream dropped")) from None
-        self._raise_if_stopping()
-        return "closed"
+                if stream.body.finished:
+                    self._raise_if_stopping()
+                    return "closed"
+            try:
+                data = recv(READ_SIZE)
+            except TimeoutError:
+                raise SpooledConnectionError(
+                    "no SSE data or keep-alive within the liveness timeout; reconnecting"
+                ) from None
+            except OSError as exc:
+                self._raise_if_stopping()
+                raise SpooledConnectionError(self._describe(exc, "SSE stream dropped")) from None
+            if not data:
+                self._raise_if_stopping()
+                if stream.body.ends_at_close:
+                    return "closed"
+                raise SpooledConnectionError("SSE stream dropped: connection closed mid-body")
 
     def _close(self, session: Any) -> None:
-        pool, response = session
-        with contextlib.suppress(httpcore.NetworkError, httpcore.ProtocolError, OSError):
-            response.close()
-        pool.close()
-        with self._sock_lock:
-            self._sock = None
+        self._drop_socket()
 
     def _abort(self) -> None:
         with self._sock_lock:
@@ -210,35 +239,36 @@ class SSEClient(BaseClient):
         with contextlib.suppress(OSError):
             sock.shutdown(socket.SHUT_RDWR)
 
-    def _remember_socket(self, sock: socket.socket | None) -> None:
+    def _remember_socket(self, sock: socket.socket) -> None:
         with self._sock_lock:
             self._sock = sock
         if self._stop.is_set():
             self._abort()
 
+    def _drop_socket(self) -> None:
+        with self._sock_lock:
+            sock, self._sock = self._sock, None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.close()
+
     def _raise_if_stopping(self) -> None:
         if self._stop.is_set():
             raise _Stop
 
-    def _ssl_context(self) -> ssl.SSLContext | None:
-        if self.options.verify_tls:
-            return None
-        context = ssl.create_default_context()
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        return context
-
-    def _read_error_body(self, response: httpcore.Response) -> str:
+    def _read_error_body(self, sock: socket.socket, http: h11.Connection) -> str:
         body = b""
         try:
-            for chunk in response.iter_stream():
-                body += chunk
-                if len(body) >= _ERROR_BODY_LIMIT:
+            while len(body) < _ERROR_BODY_LIMIT:
+                event = http.next_event()
+                if event is h11.NEED_DATA:
+                    http.receive_data(sock.recv(READ_SIZE))
+                elif isinstance(event, h11.Data):
+                    body += event.data
+                else:
                     break
-        except (httpcore.NetworkError, httpcore.ProtocolError, httpcore.TimeoutException):
+        except (OSError, h11.ProtocolError):
             pass
-        finally:
-            response.close()
         return body[:_ERROR_BODY_LIMIT].decode("utf-8", "replace")
 
     def _describe(self, exc: BaseException, what: str) -> str:
