@@ -1,8 +1,9 @@
 """Every runtime counter in one thread-safe place, read as a JSON-ready snapshot.
 
-The reader thread, the dispatch thread and the caller of ``status()`` all touch these,
-so one lock guards them; an increment is a dict update, far cheaper than the work it
-counts.
+The reader thread, the dispatch thread and the caller of ``status()`` all touch these.
+Plain counters are kept per thread (each thread only ever writes its own table, so an
+increment needs no lock: several per event, half the cost of a locked one) and summed
+when read; the by-reason tables are rare and share one lock.
 """
 
 from __future__ import annotations
@@ -44,13 +45,27 @@ class Metrics:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._counts: dict[str, int] = dict.fromkeys(COUNTERS, 0)
+        self._local = threading.local()
+        self._tables: list[dict[str, int]] = []  # one per thread that counted; never shrinks
         self._by_reason: dict[str, dict[str, int]] = {name: {} for name in _BY_REASON}
 
     def incr(self, name: str, amount: int = 1) -> None:
         """Add ``amount`` to a plain counter (unknown names raise ``KeyError``)."""
+        try:
+            counts: dict[str, int] = self._local.counts
+        except AttributeError:
+            counts = self._own_table()
+        counts[name] += amount
+
+    def _own_table(self) -> dict[str, int]:
+        # Every key exists from the start: summing never meets a table changing size.
+        counts = self._local.counts = dict.fromkeys(COUNTERS, 0)
         with self._lock:
-            self._counts[name] += amount
+            self._tables.append(counts)
+        return counts
+
+    def _total(self, name: str) -> int:
+        return sum(table[name] for table in self._tables)
 
     def drop(self, reason: str, amount: int = 1) -> None:
         """Count ``amount`` events dropped for ``reason``."""
@@ -70,7 +85,9 @@ class Metrics:
         with self._lock:
             if name in self._by_reason:
                 return sum(self._by_reason[name].values())
-            return self._counts[name]
+            if name not in COUNTERS:
+                raise KeyError(name)
+            return self._total(name)
 
     def dropped(self, reason: str) -> int:
         with self._lock:
@@ -79,7 +96,7 @@ class Metrics:
     def snapshot(self) -> dict[str, Any]:
         """A consistent copy: plain counters as ints, by-reason ones as dicts."""
         with self._lock:
-            result: dict[str, Any] = dict(self._counts)
+            result: dict[str, Any] = {name: self._total(name) for name in COUNTERS}
             for table, counts in self._by_reason.items():
                 result[table] = dict(counts)
             return result
