@@ -64,6 +64,8 @@ ReadOutcome = Literal["closed", "finished"]
 """``closed``: the server ended the stream cleanly (reconnect promptly);
 ``finished``: nothing more will come (a per-job stream reached a terminal status)."""
 
+_PING = EventType.PING.value
+
 CLEAN_CLOSE_DELAY = 0.1
 """Pause before reconnecting after a clean close of a healthy stream (30-min cap)."""
 
@@ -405,10 +407,13 @@ class BaseClient:
         if self.filter is not None and not self.filter.matches(event):
             self.stats.filtered_out += 1
             return
-        if event.type != EventType.PING:
+        if event.type != _PING:
             self.stats.events_delivered += 1
         for handler in self._event_handlers:
-            self._call(handler, event)
+            try:  # _call() inlined: this runs for every event
+                handler(event)
+            except Exception:
+                self._handler_failed(handler)
         typed = self._typed_handlers.get(event.type)
         if typed:
             views: dict[str, Any] = {}
@@ -428,8 +433,12 @@ class BaseClient:
         try:
             handler(argument)
         except Exception:
-            self.stats.handler_errors += 1
-            self._log.exception("Spooled handler %r raised; the other handlers still run", handler)
+            self._handler_failed(handler)
+
+    def _handler_failed(self, handler: Callable[[Any], Any]) -> None:
+        """Count and log the exception being handled; the other handlers still run."""
+        self.stats.handler_errors += 1
+        self._log.exception("Spooled handler %r raised; the other handlers still run", handler)
 
     def _set_state(self, state: ConnectionState) -> None:
         with self._state_lock:
