@@ -204,12 +204,18 @@ class Drops:
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, int | None]] = []
+        self.senders: list[Any] = []
 
     def __call__(self, sender: Any, *, event: Any, reason: str, detail: str, **kw: Any) -> None:
         self.calls.append((reason, event.data.get("seq") if event is not None else None))
+        self.senders.append(sender)
 
-    def seqs(self, reason: str) -> list[int | None]:
-        return [seq for r, seq in self.calls if r == reason]
+    def seqs(self, reason: str, sender: Any = None) -> list[int | None]:
+        return [
+            seq
+            for (r, seq), s in zip(self.calls, self.senders, strict=True)
+            if r == reason and (sender is None or s is sender)
+        ]
 
 
 class Recorder:

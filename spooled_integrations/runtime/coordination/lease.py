@@ -39,8 +39,9 @@ takeover it splits the shadow with the previous leader's record:
   bound on what the takeover lost.
 
 A node that sees no live leader (Redis unreachable, or the lease free) marks what it
-shadows as pending; a pending event pushed out of the shadow by its bounds is counted
-as ``dropped{"coordination_unavailable"}``.
+shadows as pending; a pending event pushed out of the shadow by its bounds (or left at
+stop) while still no other leader is known is counted as
+``dropped{"coordination_unavailable"}`` (a leader elected since has taken it over).
 
 ``leadership_changed`` is sent (sender: the runtime) with ``leader=`` (bool),
 ``holder=`` (the lease holder's token or ``None``), ``node=`` (this node's token) and
@@ -207,7 +208,7 @@ class LeaseCoordinator(Coordinator):
         if was_leader:
             self._release(received_until, drained)
             self._announce(False, None, "stopped")
-        pending = [item for item in self._shadow if item.pending]
+        pending = [item for item in self._shadow if self._unclaimed(item)]
         self._shadow.clear()
         if pending:
             logger.warning(
@@ -271,8 +272,12 @@ class LeaseCoordinator(Coordinator):
         while self._evicted and self._evicted[0] < limit:
             self._evicted.popleft()
 
+    def _unclaimed(self, item: _Shadowed) -> bool:
+        """Arrived while no leader was known, and none is known now either."""
+        return item.pending and self._clock() >= self._covered_until
+
     def _evict(self, item: _Shadowed, why: str) -> None:
-        if item.pending:
+        if self._unclaimed(item):
             self._drop(item.event, UNAVAILABLE, f"no lease holder known and {why}")
         else:
             self._evicted.append(item.received_at)
