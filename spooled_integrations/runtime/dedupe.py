@@ -76,6 +76,16 @@ class _ExpiringSet:
         return math.inf
 
 
+def _expire_bases(bases: OrderedDict[str, tuple[float, float | None]], before: float) -> float:
+    """:meth:`_ExpiringSet.expire` for the table of bases (ordered by first time)."""
+    while bases:
+        base, (seen_at, _) = next(iter(bases.items()))
+        if seen_at > before:
+            return seen_at
+        del bases[base]
+    return math.inf
+
+
 class DuplicateFilter:
     """The duplicate window: :meth:`is_duplicate` checks an event and remembers it.
 
@@ -97,14 +107,16 @@ class DuplicateFilter:
         self._clock = clock
         self._lock = threading.Lock()
         self._full = _ExpiringSet(max_entries)  # full keys of events with a retry count
-        self._any = _ExpiringSet(max_entries)  # bases seen in any form
-        self._bare = _ExpiringSet(max_entries)  # bases seen without a retry count
+        # base -> (last seen in any form, last seen without a retry count or None),
+        # ordered by the first time: one table where two would cost two updates per event
+        self._bases: OrderedDict[str, tuple[float, float | None]] = OrderedDict()
+        self._max = max_entries
         # No entry is older than this, so nothing expires before now - window reaches it.
         self._oldest = math.inf
 
     def __len__(self) -> int:
         with self._lock:
-            return len(self._any)
+            return len(self._bases)
 
     def is_duplicate(self, event: Event) -> bool:
         """True if ``event`` repeats a transition seen within the window.
@@ -121,30 +133,34 @@ class DuplicateFilter:
         base, key = event.identity()
         with self._lock:
             now = self._clock()
-            if self._oldest <= now - self.window:
-                self._expire(now)
+            before = now - self.window
+            if self._oldest <= before:
+                self._expire(before)
+            bases = self._bases
+            seen = bases.get(base)  # present means seen within the window (expired above)
             if key != base:  # the event carries a retry count
-                if key in self._full or base in self._bare:
+                bare_at = seen[1] if seen is not None else None
+                if key in self._full or (bare_at is not None and bare_at > before):
                     return True
                 self._full.add(key, now)
-                self._any.add(base, now)
+            elif seen is not None:
+                return True
             else:
-                if base in self._any:
-                    return True
-                self._any.add(base, now)
-                self._bare.add(base, now)
+                bare_at = now
+            if seen is not None:
+                del bases[base]  # it moves to the back
+            bases[base] = (now, bare_at)
+            if len(bases) > self._max:
+                bases.popitem(last=False)
             if self._oldest == math.inf:
                 self._oldest = now
         return False
 
     def clear(self) -> None:
         with self._lock:
-            for table in (self._full, self._any, self._bare):
-                table.expire(math.inf)
+            self._full.expire(math.inf)
+            self._bases.clear()
             self._oldest = math.inf
 
-    def _expire(self, now: float) -> None:
-        before = now - self.window
-        self._oldest = min(
-            self._full.expire(before), self._any.expire(before), self._bare.expire(before)
-        )
+    def _expire(self, before: float) -> None:
+        self._oldest = min(self._full.expire(before), _expire_bases(self._bases, before))
