@@ -42,7 +42,7 @@ __all__ = ["SSEClient"]
 SSE_LIVENESS_DEFAULT = 45.0
 EVENTS_PATH = "/api/v1/events"
 READ_SIZE = 64 * 1024
-"""Bytes asked of each socket read (larger measured no faster)."""
+"""Bytes asked of each socket read (16 to 256 KiB measured the same in ``bench/stream.py``)."""
 _ERROR_BODY_LIMIT = 4096
 _JOB_GONE = "Job not found"
 
