@@ -61,12 +61,14 @@ def test_a_clean_handover_leaves_no_window() -> None:
 def test_without_the_recorded_event_times_decide_with_a_wide_margin() -> None:
     lease = coordinator(takeover_skew=0.1)
     record = _Record(holder="old", w=11.0, key="job.completed:gone", s=11.5, final=True)
-    lease._evicted.extend([9.5, 10.05])  # pushed out of a full shadow earlier
+    for item in shadow([9.5, 9.52, 10.05, 10.06, 10.07]):  # pushed out of a full shadow
+        lease._evict(item, "full")
+    assert len(lease._evicted) == 2  # 0.1 s buckets, not one entry per event
     replay, maybe, unknown = lease._split(shadow(TIMES[5:]), _Takeover(record, own=False))
     # 1 s either side: [10.0, 12.5] may have run; after 12.5 it cannot have.
     assert seqs(maybe) == list(range(0, 21))
     assert seqs(replay) == list(range(21, 25))
-    assert unknown == 1  # the eviction at 10.05 lies inside the window; 9.5 does not
+    assert unknown == 3  # the evictions from 10.05 lie inside the window; 9.5x do not
 
 
 def test_no_previous_leader_or_this_node_itself_means_run_everything() -> None:

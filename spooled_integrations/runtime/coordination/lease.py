@@ -73,6 +73,7 @@ TAKEOVER_WINDOW = "takeover_window"
 
 _RECORD_TTL_MS = 24 * 3600 * 1000
 _UNMEASURED_SKEW = 1.0  # seconds allowed between two nodes' streams when not measured
+_EVICTION_BUCKET = 0.1  # seconds
 
 # KEYS: lease, record. ARGV: token, ttl_ms, s_offset_ms, w_lag_ms, key, record_ttl_ms,
 # op ("tick" | "release"), final. Returns {code, redis_now_ms, pttl_ms, holder, previous}
@@ -175,7 +176,9 @@ class LeaseCoordinator(Coordinator):
         self._last_lag: float | None = None
         # The shadow: dispatch thread only.
         self._shadow: deque[_Shadowed] = deque()
-        self._evicted: deque[float] = deque()  # receive times of non-pending evictions
+        # Evictions of events a live leader was responsible for, as [start, count]
+        # buckets of _EVICTION_BUCKET seconds (receive times): bounded by the shadow age.
+        self._evicted: deque[list[float]] = deque()
 
     # -- queries -------------------------------------------------------------------------
 
@@ -269,7 +272,7 @@ class LeaseCoordinator(Coordinator):
             self._evict(
                 self._shadow.popleft(), f"no leader dispatched it within {self._shadow_age:g}s"
             )
-        while self._evicted and self._evicted[0] < limit:
+        while self._evicted and self._evicted[0][0] < limit:
             self._evicted.popleft()
 
     def _unclaimed(self, item: _Shadowed) -> bool:
@@ -280,7 +283,11 @@ class LeaseCoordinator(Coordinator):
         if self._unclaimed(item):
             self._drop(item.event, UNAVAILABLE, f"no lease holder known and {why}")
         else:
-            self._evicted.append(item.received_at)
+            last = self._evicted[-1] if self._evicted else None
+            if last is not None and item.received_at - last[0] < _EVICTION_BUCKET:
+                last[1] += 1
+            else:
+                self._evicted.append([item.received_at, 1])
 
     def _take_over(self) -> None:
         with self._lock:
@@ -351,7 +358,13 @@ class LeaseCoordinator(Coordinator):
             )
             start = max(start, done)
         # Evictions all precede the shadow: when the key was found they precede it too.
-        unknown = 0 if found >= 0 else sum(1 for t in self._evicted if t >= record.w - skew)
+        # (a bucket that straddles the edge counts whole: an upper bound)
+        since = record.w - skew
+        unknown = (
+            0
+            if found >= 0
+            else sum(int(n) for t, n in self._evicted if t + _EVICTION_BUCKET > since)
+        )
         return shadow[start:], shadow[done:start], unknown
 
     def _window_drop(self, event: Event | None, detail: str) -> None:
