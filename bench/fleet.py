@@ -8,6 +8,9 @@ once with a node SIGKILLed halfway through the feed):
   (lease) or the node that won the last claim (claim); its whole process group dies.
 - Dramatiq: 2 runs of ``dramatiq -p 2``; the listener is each run's fork process
   (``mode="fork"``); the killed process is the leader's (lease) or a claimer's listener.
+  ``--dramatiq-mode every_process`` runs a listener in each of the four worker
+  processes instead (undisturbed scenarios only: Dramatiq stops a run whose worker
+  process dies).
 
 One Redis (a private ``redis-server`` unless ``--redis-url``) is broker and coordinator.
 The emulator in this process publishes ``--events`` ``job.completed`` events at
@@ -188,9 +191,13 @@ class Fleet:
                     )
                 )
 
+        self.per_run = 2 if env.get("BENCH_DRAMATIQ_MODE") == "every_process" else 1
+
     @property
     def listeners(self) -> int:
-        return len(self.procs)
+        if self.scenario.framework == "celery":
+            return len(self.procs)
+        return len(self.procs) * self.per_run
 
     def alive(self) -> bool:
         return all(proc.poll() is None for proc in self.procs)
@@ -251,6 +258,7 @@ def run(scenario: Scenario, args: argparse.Namespace, redis_url: str, logdir: Pa
             BENCH_COORDINATION=json.dumps(coordination),
             PYTHONPATH=os.pathsep.join([str(APPS), env.get("PYTHONPATH", "")]),
             PYTHONUNBUFFERED="1",
+            BENCH_DRAMATIQ_MODE=args.dramatiq_mode,
         )
         fleet = Fleet(scenario, env, logdir)
         result.listeners = fleet.listeners
@@ -407,6 +415,12 @@ def main() -> int:
     parser.add_argument("--only", choices=["celery", "dramatiq"])
     parser.add_argument("--strategies", default="lease,claim")
     parser.add_argument("--kill", choices=["both", "yes", "no"], default="both")
+    parser.add_argument(
+        "--dramatiq-mode",
+        choices=["fork", "every_process"],
+        default="fork",
+        help="every_process: a listener in each of the 2 x 2 worker processes (kill: no)",
+    )
     parser.add_argument("--lease-ttl", type=float, default=3.0)
     parser.add_argument("--renew-interval", type=float, default=0.25)
     parser.add_argument("--settle-timeout", type=float, default=120.0)
