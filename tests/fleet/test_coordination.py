@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import threading
 import time
 from collections import Counter
@@ -19,7 +20,7 @@ from spooled_integrations.errors import ConfigurationError
 from spooled_integrations.runtime import RecordingPublisher, SpooledRuntime
 from spooled_integrations.runtime.coordination import CoordinationConfig, parse_coordination
 from spooled_integrations.runtime.coordination.lease import LeaseCoordinator
-from spooled_integrations.runtime.signals import leadership_changed
+from spooled_integrations.runtime.signals import leadership_changed, spooled_signal
 from spooled_integrations.testing import Emulator
 
 from .conftest import Drops, RedisServer, RuntimeFactory, SeqFeed, wait_until
@@ -411,6 +412,44 @@ def test_claim_outage_beyond_the_buffer_bounds_counts_and_signals_each_drop(
     private_redis.start()
     feed.publish(3)
     assert wait_until(lambda: once_seqs(publisher) == [12, 13, 14], 3.0)
+
+
+def test_claim_a_silent_redis_never_holds_up_signals_and_every_node_rules(
+    emu: Emulator, make_runtime: RuntimeFactory, namespace: str
+) -> None:
+    """Redis accepts connections but never answers (a blackholed host): only the first
+    claim waits for the timeout; the dispatch thread then keeps going while a probe
+    waits for Redis in the background."""
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(100)  # connections complete in the backlog; nothing is ever read
+    try:
+        url = f"redis://127.0.0.1:{silent.getsockname()[1]}/0"
+        runtime, publisher = node(
+            make_runtime, emu, claim(url, namespace, redis_timeout=0.5, retry_interval=0.1)
+        )
+        start_all(emu, runtime)
+        feed = SeqFeed(emu)
+        sent: dict[int, float] = {}
+        seen: dict[int, float] = {}
+
+        def on_event(sender: Any, event: Any, **kw: Any) -> None:
+            seen[event.data["seq"]] = time.monotonic()
+
+        with spooled_signal.connected_to(on_event, sender="job.completed"):
+            for _ in range(25):  # spread out: a retry is always due by the next event
+                (seq,) = feed.publish()
+                sent[seq] = time.monotonic()
+                time.sleep(0.06)
+            assert wait_until(lambda: len(every_seqs(publisher)) == 25, 6.0)
+        # Only the first claim waited for the timeout; after it, events flow at once.
+        late = [seen[seq] - sent[seq] for seq in range(12, 25)]
+        assert max(late) < 0.2, late
+        assert runtime.status()["counters"]["signals_sent"] == 25
+        assert runtime.status()["coordination"]["buffered"] == 25
+        assert once_seqs(publisher) == []
+    finally:
+        silent.close()
 
 
 def test_claim_stop_counts_what_is_still_buffered(

@@ -7,8 +7,10 @@ so every node computes the same key for the same server event. One claim covers 
 only loses the event it had claimed and not yet handed to the broker.
 
 While Redis cannot be reached, ``once`` events wait in order in a buffer bounded by
-``buffer_size`` and ``buffer_max_age``; the buffer is retried every ``retry_interval``
-and drained (claims pipelined, in order) when Redis answers again. An event pushed
+``buffer_size`` and ``buffer_max_age``. A background thread pings Redis every
+``retry_interval`` (so a Redis that does not answer at all never holds up the dispatch
+thread, which keeps running signals and ``every_node`` rules); once it answers, the
+dispatch thread drains the buffer (claims pipelined, in order). An event pushed
 out of the buffer, or older than ``buffer_max_age``, is dropped:
 ``dropped{"coordination_unavailable"}`` plus ``event_dropped``.
 """
@@ -16,6 +18,7 @@ out of the buffer, or older than ``buffer_max_age``, is dropped:
 from __future__ import annotations
 
 import logging
+import threading
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -49,7 +52,11 @@ class ClaimCoordinator(Coordinator):
         self._prefix = f"spooled:claim:{self.config.namespace}:"
         self._ttl_ms = int(self.config.claim_ttl * 1000)
         self._waiting: deque[_Waiting] = deque()
-        self._retry_at = 0.0
+        self._reachable = threading.Event()  # set while claims may be tried
+        self._reachable.set()
+        self._closed = threading.Event()
+        self._probe_wanted = threading.Event()
+        self._probe: threading.Thread | None = None
         self._won = 0
         self._lost = 0
         self._overflow_logged = False
@@ -71,8 +78,7 @@ class ClaimCoordinator(Coordinator):
         try:
             won = bool(self._redis.set(self.key(event), self.token, nx=True, px=self._ttl_ms))
         except self._errors as exc:
-            self._redis_failed(exc)
-            self._retry_at = self._clock() + self.config.retry_interval
+            self._unreachable(exc)
             self._keep(item)
             return
         self._redis_ok()
@@ -82,7 +88,7 @@ class ClaimCoordinator(Coordinator):
         if not self._waiting:
             return
         self._expire()
-        if not self._waiting or self._clock() < self._retry_at:
+        if not self._waiting or not self._reachable.is_set():
             return
         drained = 0
         while self._waiting:
@@ -93,8 +99,7 @@ class ClaimCoordinator(Coordinator):
                     pipe.set(self.key(item.event), self.token, nx=True, px=self._ttl_ms)
                 results = pipe.execute()
             except self._errors as exc:
-                self._redis_failed(exc)
-                self._retry_at = self._clock() + self.config.retry_interval
+                self._unreachable(exc)
                 break
             self._redis_ok()
             for item, won in zip(batch, results, strict=True):
@@ -112,6 +117,11 @@ class ClaimCoordinator(Coordinator):
     # -- stop and status -----------------------------------------------------------------
 
     def stop(self, *, received_until: float | None = None, drained: bool = True) -> None:
+        self._closed.set()
+        self._probe_wanted.set()  # wake the probe so it sees _closed
+        probe = self._probe
+        if probe is not None and probe is not threading.current_thread():
+            probe.join(self._redis_timeout + 1.0)
         left = len(self._waiting)
         if not left:
             return
@@ -137,6 +147,33 @@ class ClaimCoordinator(Coordinator):
         return status
 
     # -- helpers -------------------------------------------------------------------------
+
+    def _unreachable(self, exc: BaseException) -> None:
+        """Stop trying claims on the dispatch thread; the probe thread waits for Redis."""
+        self._redis_failed(exc)
+        self._reachable.clear()
+        self._probe_wanted.set()
+        if self._probe is None and not self._closed.is_set():
+            self._probe = threading.Thread(
+                target=self._probe_redis, name="spooled-claim-probe", daemon=True
+            )
+            self._probe.start()
+
+    def _probe_redis(self) -> None:
+        # Any later failure on the dispatch thread sets _probe_wanted again, so a
+        # success racing with a new failure only costs one more attempt.
+        while self._probe_wanted.wait() and not self._closed.wait(self.config.retry_interval):
+            try:
+                self._redis.ping()
+            except self._errors as exc:
+                self._redis_failed(exc)
+                continue
+            except Exception:  # never let the probe die with claims paused
+                logger.exception("Spooled coordination: Redis probe failed unexpectedly")
+                continue
+            self._redis_ok()
+            self._probe_wanted.clear()
+            self._reachable.set()
 
     def _settle(self, item: _Waiting, won: bool) -> None:
         if won:
