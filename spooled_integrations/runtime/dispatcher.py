@@ -117,9 +117,17 @@ class Dispatcher:
         self._publisher = publisher
         self.metrics = metrics if metrics is not None else Metrics()
         self._dedupe = dedupe
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
+        # SimpleQueue: no mutex shared by reader and dispatcher (Queue's cost ~17 % of
+        # both threads). The reader is the only producer, so the size check is exact.
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._queue_size = queue_size
+        self._wake_queued = self._wake_taken = False
         self._retry = retry or RetryPolicy()
         self._max_age = max_age
+        # Parsing the timestamp costs ~1.5 us: only when some max_age needs the age.
+        self._needs_age = max_age is not None or any(
+            s.max_age is not None for s in router.subscriptions
+        )
         self._sender = self if signal_sender is None else signal_sender
         self._wall_clock = wall_clock
         self._lock = threading.Lock()
@@ -169,12 +177,11 @@ class Dispatcher:
         if not self._accepting:
             self._drop(event, "stopped", "the runtime is stopping or not started")
             return False
-        try:
-            self._queue.put_nowait((time.monotonic(), event))
-        except queue.Full:
-            self._drop(event, "overflow", f"dispatch queue full ({self._queue.maxsize} events)")
+        if self._queue.qsize() >= self._queue_size:
+            self._drop(event, "overflow", f"dispatch queue full ({self._queue_size} events)")
             self._log_overflow()
             return False
+        self._queue.put((time.monotonic(), event))
         return True
 
     def stop(self, timeout: float = 10.0) -> DrainReport:
@@ -202,9 +209,8 @@ class Dispatcher:
             self._abandon.set()
             report = DrainReport(drained=0, left=self._pending(), timed_out=False)
         else:
-            # When full, the thread is busy and checks _stopping after every event.
-            with contextlib.suppress(queue.Full):
-                self._queue.put_nowait(_WAKE)
+            self._wake_queued = True
+            self._queue.put(_WAKE)
             thread.join(max(0.0, timeout))
             with self._lock:
                 timed_out = thread.is_alive()
@@ -247,7 +253,9 @@ class Dispatcher:
                 item = None
             if coordinator is not None and not self._abandon.is_set():
                 self._poll(coordinator)
-            if item is not None and item is not _WAKE:
+            if item is _WAKE:
+                self._wake_taken = True
+            elif item is not None:
                 if self._abandon.is_set():
                     continue  # counted as left by stop()
                 received_at, event = item
@@ -273,7 +281,7 @@ class Dispatcher:
             logger.exception("fleet coordination failed; retrying")
 
     def _dispatch(self, event: Event, received_at: float = 0.0) -> None:
-        age = self._age(event)
+        age = self._age(event) if self._needs_age else None
         if self._max_age is not None and age is not None and age > self._max_age:
             self._drop(event, "stale", f"{age:.1f}s old (max_age {self._max_age}s)")
             return
@@ -387,17 +395,19 @@ class Dispatcher:
         logger.warning(
             "dispatch queue full (%d events): dropped %d event(s); receivers or the broker "
             "are slower than the event rate",
-            self._queue.maxsize,
+            self._queue_size,
             count,
         )
 
     def _pending(self) -> int:
-        with self._queue.mutex:
-            return sum(1 for item in self._queue.queue if item is not _WAKE)
+        """Events still queued (the stop sentinel, if still there, is not one)."""
+        sentinel = 1 if self._wake_queued and not self._wake_taken else 0
+        return max(0, self._queue.qsize() - sentinel)
 
     def _discard_pending(self) -> None:
-        with self._queue.mutex:
-            self._queue.queue.clear()
+        with contextlib.suppress(queue.Empty):
+            while True:
+                self._queue.get_nowait()
 
 
 def _label(subscription: Subscription) -> str:

@@ -209,7 +209,7 @@ class SpooledRuntime:
         self._connected_since: datetime | None = None
         self._disconnected_at: datetime | None = None
         self._lost_at: datetime | None = None
-        self._last_event_at: datetime | None = None
+        self._last_event_at: float | None = None  # time.time(): cheaper than a datetime per event
 
     def __repr__(self) -> str:
         return (
@@ -310,7 +310,7 @@ class SpooledRuntime:
             "transport": self.config.transport,
             "connected": self._state == ConnectionState.CONNECTED,
             "connected_since": _iso(self._connected_since),
-            "last_event_at": _iso(self._last_event_at),
+            "last_event_at": _iso_epoch(self._last_event_at),
             "last_error": stats.last_error if stats is not None else None,
             "counters": self.metrics.snapshot(),
             "queue_depth": self._dispatcher.depth,
@@ -338,7 +338,7 @@ class SpooledRuntime:
     def _on_event(self, event: Event) -> None:
         if self.config.skip_ping and event.type == EventType.PING:
             return
-        self._last_event_at = datetime.now(timezone.utc)
+        self._last_event_at = time.time()
         self._dispatcher.submit(event)
 
     def _on_state_change(self, state: ConnectionState) -> None:
@@ -410,6 +410,12 @@ def _once_warning(once: list[str]) -> str:
         "coordination is configured: every process running a Spooled runtime dispatches "
         "them. Configure coordination (lease or claim), run one listener for the fleet, "
         "or set delivery='every_node' to say so."
+    )
+
+
+def _iso_epoch(seconds: float | None) -> str | None:
+    return (
+        None if seconds is None else format_timestamp(datetime.fromtimestamp(seconds, timezone.utc))
     )
 
 
