@@ -197,6 +197,7 @@ def test_status_is_json_and_complete(
     spooled_emulator.publish_raw("this is not json")
     assert wait_until(lambda: runtime.status()["last_event_at"] is not None)
     assert wait_until(lambda: runtime.status()["counters"]["protocol_errors"] == {"not_json": 1})
+    assert wait_until(lambda: runtime.status()["counters"]["dispatched"] >= 1)
     status = json.loads(json.dumps(runtime.status()))
     assert status["state"] == "connected" and status["connected"] is True
     assert status["transport"] == "ws" and status["running"] is True
