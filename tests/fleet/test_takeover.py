@@ -77,3 +77,35 @@ def test_no_previous_leader_or_this_node_itself_means_run_everything() -> None:
     assert lease._split(items, _Takeover(None, own=False)) == (items, [], 0)
     mine = _Record(holder=lease.token, w=0, key="", s=0, final=False)
     assert lease._split(items, _Takeover(mine, own=True)) == (items, [], 0)
+
+
+def test_a_takeover_lost_before_it_starts_waits_for_the_next_acquisition() -> None:
+    """Taken, lost and taken back before the dispatch thread got to it: nothing runs
+    while it is lost, and the foreign holder before it still decides what runs."""
+    import time
+
+    from spooled_integrations.runtime.coordination import DispatchHooks
+
+    lease = coordinator()
+    ran: list[int] = []
+    lease.attach(
+        DispatchHooks(
+            publish=lambda sub, event: ran.append(event.data["seq"]),
+            drop=lambda event, reason, detail: None,
+            progress=lambda: (0.0, None),
+        )
+    )
+    now = time.monotonic()
+    lease._shadow.extend(shadow([now - 1 + i * 0.05 for i in range(10)]))  # held as a standby
+    lease._publish_all = lambda event, subs: ran.append(event.data["seq"])  # type: ignore[method-assign]
+    foreign = _Record(holder="old", w=now - 0.8, key="job.completed:j4", s=now - 0.8, final=True)
+    lease._become_leader(time.monotonic(), _Takeover(foreign, own=False), "test")
+    with lease._lock:
+        lease._leader = False  # lost before the dispatch thread started the takeover
+    lease.poll()
+    assert ran == [] and len(lease._shadow) == 10 and not lease.is_leader
+    own = _Record(holder=lease.token, w=0, key="", s=0, final=False)
+    lease._become_leader(time.monotonic(), _Takeover(own, own=True), "test")
+    lease.poll()
+    assert ran == [5, 6, 7, 8, 9]  # j0..j4 were the old holder's; nothing twice
+    assert lease.is_leader

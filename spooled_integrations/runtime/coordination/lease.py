@@ -291,24 +291,24 @@ class LeaseCoordinator(Coordinator):
 
     def _take_over(self) -> None:
         with self._lock:
-            takeover, self._takeover = self._takeover, None
-            if takeover is None:
-                return
-            still_leader = self._leader
+            takeover = self._takeover
+            if takeover is None or not self._leader:
+                return  # lost again before it could start: the next acquisition decides
+            self._takeover = None
         shadow = list(self._shadow)
         self._shadow.clear()
         replay, uncertain, unknown = self._split(shadow, takeover)
         self._evicted.clear()
-        if still_leader:
-            with self._lock:
-                self._active = self._leader
+        with self._lock:
+            self._active = self._leader
         for item in uncertain:
             self._window_drop(item.event, "received while the previous leader failed")
         for _ in range(unknown):
             self._window_drop(None, "pushed out of the standby buffer before the takeover")
         for item in replay:
             self._publish_all(item.event, item.subscriptions)
-        self._redispatched += len(replay)
+        with self._state_lock:
+            self._redispatched += len(replay)
         previous = takeover.previous.holder if takeover.previous else None
         if replay or uncertain or unknown:
             logger.log(
@@ -482,8 +482,10 @@ class LeaseCoordinator(Coordinator):
             self._holder = self.token
             self._since = datetime.now(timezone.utc)
             pending = self._takeover
-            if pending is not None and not pending.own:
-                takeover = pending  # the earliest foreign previous holder decides
+            if pending is not None and takeover.own and not pending.own:
+                # Taken, lost and taken back before the dispatch thread started the
+                # first takeover: the foreign holder before it still decides.
+                takeover = pending
             self._takeover = takeover
         with self._state_lock:
             self._takeovers += 1
