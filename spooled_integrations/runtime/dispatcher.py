@@ -146,7 +146,10 @@ class Dispatcher:
         if coordinator is not None:
             coordinator.attach(
                 DispatchHooks(
-                    publish=self._publish_once, drop=self._drop_quietly, progress=self.progress
+                    publish=self._publish_once,
+                    drop=self._drop_quietly,
+                    progress=self.progress,
+                    backlog=self._queue.qsize,
                 )
             )
 

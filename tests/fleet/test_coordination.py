@@ -363,6 +363,46 @@ def test_claim_each_event_is_published_once_across_three_runtimes(
     assert f"spooled:claim:{namespace}:job.completed:job-7".encode() in keys
 
 
+def test_claim_pipelines_claims_while_events_queue_up(
+    emu: Emulator, make_runtime: RuntimeFactory, redis_url: str, namespace: str
+) -> None:
+    nodes = [node(make_runtime, emu, claim(redis_url, namespace)) for _ in range(2)]
+    start_all(emu, *(rt for rt, _ in nodes))
+    sizes: list[int] = []
+    for runtime, _ in nodes:
+        coordinator = runtime.coordinator
+        assert coordinator is not None
+        real = coordinator._claim_all  # type: ignore[attr-defined]
+
+        def spy(items: Any, real: Any = real) -> Any:
+            sizes.append(len(items))
+            return real(items)
+
+        coordinator._claim_all = spy  # type: ignore[attr-defined]
+    gate = threading.Event()
+    entered = threading.Event()
+
+    def hold(sender: Any, event: Any, **kw: Any) -> None:
+        if event.data["seq"] == 0:
+            entered.set()
+            gate.wait(5)
+
+    feed = SeqFeed(emu)
+    with spooled_signal.connected_to(hold, sender="job.completed"):
+        feed.publish(1)
+        assert entered.wait(5)
+        feed.publish(199)  # queues up behind the held receiver on both nodes
+        time.sleep(0.2)
+        gate.set()
+        assert wait_until(lambda: len(once_seqs(*(p for _, p in nodes))) == 200)
+    time.sleep(0.2)
+    assert sorted(once_seqs(*(p for _, p in nodes))) == feed.all
+    for _, publisher in nodes:
+        mine = once_seqs(publisher)
+        assert mine == sorted(mine)
+    assert max(sizes) == 64 and sum(sizes) == 400  # batched, every event claimed once
+
+
 def test_claim_redis_down_buffers_then_drains_in_order(
     emu: Emulator, make_runtime: RuntimeFactory, private_redis: RedisServer, namespace: str
 ) -> None:

@@ -12,7 +12,8 @@ imported only when a coordinator is built):
 ``claim``
     Every node claims each event's identity key
     (``SET spooled:claim:<namespace>:<identity_key> NX PX claim_ttl``) and only the
-    winner dispatches; no takeover gap, one Redis round trip per event. See
+    winner dispatches; no takeover gap, one Redis round trip per event (claims are
+    pipelined, up to 64 at a time, while events queue up). See
     :mod:`.claim`.
 
 Only subscriptions with a target and ``delivery="once"`` are coordinated; signals and

@@ -43,12 +43,14 @@ class DispatchHooks:
     ``drop(event, reason, detail)`` counts and signals a drop without logging it (the
     coordinator logs one summary line instead of one per event); ``progress()``
     returns ``(t, key)``: every event received before monotonic time ``t`` has been
-    dispatched, and ``key`` is the identity key of the last one (``None`` before any).
+    dispatched, and ``key`` is the identity key of the last one (``None`` before any);
+    ``backlog()`` is the number of events waiting for the dispatch thread.
     """
 
     publish: Callable[[Subscription, Event], None]
     drop: Callable[[Event | None, str, str], None]
     progress: Callable[[], tuple[float, str | None]]
+    backlog: Callable[[], int] = lambda: 0
 
 
 def _no_publish(subscription: Subscription, event: Event) -> None:

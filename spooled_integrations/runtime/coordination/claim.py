@@ -33,6 +33,7 @@ __all__ = ["ClaimCoordinator"]
 logger = logging.getLogger(__name__)
 
 _DRAIN_BATCH = 200
+_CLAIM_BATCH = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +58,7 @@ class ClaimCoordinator(Coordinator):
         self._closed = threading.Event()
         self._probe_wanted = threading.Event()
         self._probe: threading.Thread | None = None
+        self._batch: list[_Waiting] = []
         self._won = 0
         self._lost = 0
         self._overflow_logged = False
@@ -75,16 +77,39 @@ class ClaimCoordinator(Coordinator):
             self._keep(item)
             self.poll()
             return
+        # Claim at once when nothing else waits; under a backlog, claim up to
+        # _CLAIM_BATCH events in one round trip.
+        self._batch.append(item)
+        if len(self._batch) >= _CLAIM_BATCH or not self._hooks.backlog():
+            self._flush()
+
+    def _flush(self) -> None:
+        batch, self._batch = self._batch, []
+        if not batch:
+            return
         try:
-            won = bool(self._redis.set(self.key(event), self.token, nx=True, px=self._ttl_ms))
+            results = self._claim_all(batch)
         except self._errors as exc:
             self._unreachable(exc)
-            self._keep(item)
+            for item in batch:
+                self._keep(item)
             return
         self._redis_ok()
-        self._settle(item, won)
+        for item, won in zip(batch, results, strict=True):
+            self._settle(item, won)
+
+    def _claim_all(self, items: Sequence[_Waiting]) -> list[bool]:
+        if len(items) == 1:
+            key = self.key(items[0].event)
+            return [bool(self._redis.set(key, self.token, nx=True, px=self._ttl_ms))]
+        pipe = self._redis.pipeline(transaction=False)
+        for item in items:
+            pipe.set(self.key(item.event), self.token, nx=True, px=self._ttl_ms)
+        return [bool(won) for won in pipe.execute()]
 
     def poll(self) -> None:
+        if self._batch and not self._hooks.backlog():
+            self._flush()
         if not self._waiting:
             return
         self._expire()
@@ -94,17 +119,14 @@ class ClaimCoordinator(Coordinator):
         while self._waiting:
             batch = [self._waiting[i] for i in range(min(_DRAIN_BATCH, len(self._waiting)))]
             try:
-                pipe = self._redis.pipeline(transaction=False)
-                for item in batch:
-                    pipe.set(self.key(item.event), self.token, nx=True, px=self._ttl_ms)
-                results = pipe.execute()
+                results = self._claim_all(batch)
             except self._errors as exc:
                 self._unreachable(exc)
                 break
             self._redis_ok()
             for item, won in zip(batch, results, strict=True):
                 self._waiting.popleft()
-                self._settle(item, bool(won))
+                self._settle(item, won)
             drained += len(batch)
         if drained:
             logger.info(
@@ -122,6 +144,10 @@ class ClaimCoordinator(Coordinator):
         probe = self._probe
         if probe is not None and probe is not threading.current_thread():
             probe.join(self._redis_timeout + 1.0)
+        if self._batch and self._reachable.is_set():
+            self._flush()  # the dispatch thread has ended: finish its last batch here
+        self._waiting.extend(self._batch)
+        self._batch = []
         left = len(self._waiting)
         if not left:
             return
