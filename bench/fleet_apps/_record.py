@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import os
+import re
 from functools import cache
 from typing import Any
 
@@ -32,8 +33,12 @@ def count(kind: str, seq: int | None) -> None:
         client().hincrby(f"bench:{RUN}:{kind}", str(seq), 1)
 
 
-def on_dropped(sender: Any, *, event: Any, reason: str, **kw: Any) -> None:
-    seq = event.data.get("seq") if event is not None else -1
+def on_dropped(sender: Any, *, event: Any, reason: str, detail: str = "", **kw: Any) -> None:
+    if event is not None:
+        seq = event.data.get("seq")
+    else:  # claim_holder_lost: the survivor has only the claim key, in the detail
+        found = re.search(r"job-(\d+)", detail)
+        seq = int(found.group(1)) if found else -1
     client().hincrby(f"bench:{RUN}:drops:{reason}", str(seq), 1)
 
 

@@ -37,8 +37,9 @@ class Metrics:
     - ``signals_sent``: events sent on ``spooled_signal``;
     - ``dropped[reason]``: ``overflow``, ``stale``, ``publish_failed``, ``stopped``, and
       with fleet coordination ``coordination_unavailable`` (a ``once`` event that could
-      not be kept while Redis was unreachable) and ``takeover_window`` (received while
-      a lease leader failed: it may not have run);
+      not be kept while Redis was unreachable), ``takeover_window`` (received while
+      a lease leader failed: it may not have run) and ``claim_holder_lost`` (claimed
+      by a node that died before it could publish it);
     - ``duplicates_suppressed``, ``receiver_failures``, ``publish_retries``,
       ``reconnects``, ``protocol_errors[reason]``.
     """

@@ -34,7 +34,8 @@ Operational signals (sender in brackets):
   ``event=`` (``None`` for signals without an event), ``exception=``.
 - :data:`event_dropped` [dispatcher]: ``event=`` (``None`` when several were dropped
   at once), ``reason=`` (``overflow``, ``stale``, ``publish_failed``, ``stopped``, and
-  with fleet coordination ``coordination_unavailable``, ``takeover_window``),
+  with fleet coordination ``coordination_unavailable``, ``takeover_window``,
+  ``claim_holder_lost``),
   ``detail=`` (a short human-readable string).
 - :data:`stream_gap` [runtime]: ``disconnected_at=``, ``reconnected_at=`` (aware UTC
   datetimes); events published in between may have been missed.

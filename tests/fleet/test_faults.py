@@ -344,7 +344,7 @@ def test_a_slow_receiver_backs_up_into_counted_drops(
 
 # -- the fleet -----------------------------------------------------------------------------
 
-NODE = Path(__file__).with_name("lease_node.py")
+NODE = Path(__file__).with_name("fleet_node.py")
 
 
 class Node:
@@ -448,3 +448,68 @@ def test_leader_killed_with_sigkill_standby_takes_over_within_the_ttl(
     assert status["counters"]["dropped"].get("takeover_window", 0) == len(window)
     # The window is bounded by the lease timing: at most ~2/3 TTL plus skews of events.
     assert len(window) <= (ttl * 2 / 3 + 0.4 + 0.4) / 0.005
+
+
+@pytest.mark.redis
+def test_claim_node_killed_with_sigkill_its_claims_in_flight_are_counted(
+    emu: Emulator, redis_url: str, namespace: str
+) -> None:
+    """The victim claims a batch in one round trip and publishes it slowly; killed
+    halfway, the events it claimed and never sent are counted by a survivor that finds
+    its in-flight record once its heartbeat has expired."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    out, drop_key = f"{namespace}:out", f"{namespace}:drops"
+    base = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("SPOOLED_")},
+        "SPOOLED_BASE_URL": emu.base_url,
+        "SPOOLED_API_KEY": emu.api_key,
+        "NODE_REDIS": redis_url,
+        "NODE_NS": namespace,
+        "NODE_STRATEGY": "claim",
+        "NODE_TTL": "3",
+        "NODE_OUT": out,
+        "NODE_DROPS": drop_key,
+    }
+    victim = Node({**base, "NODE_SLOW": "0.05"})
+    survivor: Node | None = None
+    try:
+        assert emu.wait_for_connections(1)
+        feed = SeqFeed(emu)
+        feed.publish(64)  # claimed in a few round trips, then sent at 20/s
+        claims = [f"spooled:claim:{namespace}:job.completed:job-{seq}" for seq in feed.all]
+        # Kill once everything is claimed: an event only the dead node had received,
+        # and not yet claimed, is lost with it (nobody else heard it).
+        assert wait_until(lambda: client.exists(*claims) == 64)
+        assert wait_until(lambda: client.llen(out) >= 15)
+        victim.proc.send_signal(signal.SIGKILL)
+        victim.kill()
+        killed_with = client.llen(out)
+        survivor = Node(base)
+        assert emu.wait_for_connections(1)
+        feed.publish(10)  # the fleet goes on
+        assert wait_until(lambda: client.llen(drop_key) > 0, 9.0)  # heartbeat TTL 5 s
+        assert wait_until(lambda: client.llen(out) == killed_with + 10)
+        status = survivor.finish()
+        published = [entry.split() for entry in client.lrange(out, 0, -1)]
+        dropped = [entry.split() for entry in client.lrange(drop_key, 0, -1)]
+    finally:
+        for node in (victim, survivor):
+            if node is not None:
+                node.kill()
+        client.delete(out, drop_key)
+        for key in client.scan_iter(f"spooled:*:{namespace}:*"):
+            client.delete(key)
+    assert survivor is not None
+    ran = [int(seq) for _, seq in published]
+    assert len(ran) == len(set(ran)), "an event ran twice"
+    assert {token for token, _ in published} == {survivor.token, victim.token}
+    assert feed.unheard == []
+    counted = [int(seq) for reason, seq in dropped if reason == "claim_holder_lost"]
+    assert {reason for reason, _ in dropped} == {"claim_holder_lost"}
+    missing = set(feed.all) - set(ran)
+    assert missing and missing <= set(counted), sorted(missing - set(counted))
+    assert len(counted) <= 64  # only the last batch can be in flight
+    assert status["coordination"]["holder_lost_counted"] == len(counted)
+    assert status["counters"]["dropped"] == {"claim_holder_lost": len(counted)}

@@ -4,7 +4,16 @@ The claim key is ``spooled:claim:<namespace>:<identity_key>``; identity keys are
 derived from the event's content (see :attr:`spooled_integrations.protocol.Event.identity_key`),
 so every node computes the same key for the same server event. One claim covers every
 ``once`` subscription the event matches. There is no takeover gap: a node that dies
-only loses the event it had claimed and not yet handed to the broker.
+only loses the events it had claimed and not yet handed to the broker (its last batch).
+
+Those are counted too. The round trip that claims a batch also records its keys in
+``spooled:inflight:<namespace>:<token>`` (cleared once the node is idle), and every
+node refreshes ``spooled:node:<namespace>:<token>`` each second. A node whose
+heartbeat has expired is dead: the first survivor to take its in-flight record
+(atomically) counts each key the dead node had won as ``dropped{"claim_holder_lost"}``
+and sends it on ``event_dropped`` (``event=None``, the key in ``detail``). Like the
+lease's takeover window this is an upper bound: the dead node may have sent some of
+them before it died.
 
 While Redis cannot be reached, ``once`` events wait in order in a buffer bounded by
 ``buffer_size`` and ``buffer_max_age``. A background thread pings Redis every
@@ -17,6 +26,7 @@ out of the buffer, or older than ``buffer_max_age``, is dropped:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections import deque
@@ -34,6 +44,11 @@ logger = logging.getLogger(__name__)
 
 _DRAIN_BATCH = 200
 _CLAIM_BATCH = 64
+HOLDER_LOST = "claim_holder_lost"
+"""``dropped`` reason: claimed by a node that died before it could publish it."""
+_HEARTBEAT = 1.0  # seconds between heartbeats and dead-node checks
+_HEARTBEAT_TTL_MS = 5_000  # a node silent this long is dead
+_CLEAR_INFLIGHT_AFTER = 0.2  # idle seconds before the in-flight record is cleared
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +74,13 @@ class ClaimCoordinator(Coordinator):
         self._probe_wanted = threading.Event()
         self._probe: threading.Thread | None = None
         self._batch: list[_Waiting] = []
+        namespace = self.config.namespace
+        self._inflight_prefix = f"spooled:inflight:{namespace}:"
+        self._inflight_key = self._inflight_prefix + self.token
+        self._node_prefix = f"spooled:node:{namespace}:"
+        self._inflight_at: float | None = None  # when the last claimed batch was sent
+        self._watcher: threading.Thread | None = None
+        self._holders_lost = 0
         self._won = 0
         self._lost = 0
         self._overflow_logged = False
@@ -99,17 +121,26 @@ class ClaimCoordinator(Coordinator):
             self._settle(item, won)
 
     def _claim_all(self, items: Sequence[_Waiting]) -> list[bool]:
-        if len(items) == 1:
-            key = self.key(items[0].event)
-            return [bool(self._redis.set(key, self.token, nx=True, px=self._ttl_ms))]
+        """Claim every item in one round trip, recording the keys as in flight."""
+        keys = [self.key(item.event) for item in items]
         pipe = self._redis.pipeline(transaction=False)
-        for item in items:
-            pipe.set(self.key(item.event), self.token, nx=True, px=self._ttl_ms)
-        return [bool(won) for won in pipe.execute()]
+        for key in keys:
+            pipe.set(key, self.token, nx=True, px=self._ttl_ms)
+        pipe.set(self._inflight_key, "\n".join(keys), px=self._ttl_ms)
+        results = pipe.execute()
+        self._inflight_at = self._clock()
+        return [bool(won) for won in results[:-1]]
 
     def poll(self) -> None:
         if self._batch and not self._hooks.backlog():
             self._flush()
+        if (
+            self._inflight_at is not None
+            and not self._batch
+            and not self._waiting
+            and self._clock() - self._inflight_at >= _CLEAR_INFLIGHT_AFTER
+        ):
+            self._clear_inflight()
         if not self._waiting:
             return
         self._expire()
@@ -138,14 +169,25 @@ class ClaimCoordinator(Coordinator):
 
     # -- stop and status -----------------------------------------------------------------
 
+    def start(self) -> None:
+        if self._watcher is None:
+            self._watcher = threading.Thread(
+                target=self._watch, name="spooled-claim-watch", daemon=True
+            )
+            self._watcher.start()
+
     def stop(self, *, received_until: float | None = None, drained: bool = True) -> None:
         self._closed.set()
         self._probe_wanted.set()  # wake the probe so it sees _closed
-        probe = self._probe
-        if probe is not None and probe is not threading.current_thread():
-            probe.join(self._redis_timeout + 1.0)
+        for thread in (self._probe, self._watcher):
+            if thread is not None and thread is not threading.current_thread():
+                thread.join(self._redis_timeout + 1.0)
         if self._batch and self._reachable.is_set():
             self._flush()  # the dispatch thread has ended: finish its last batch here
+        if self._reachable.is_set():
+            # A clean stop: nothing of ours is in flight, and we are gone.
+            with contextlib.suppress(*self._errors):
+                self._redis.delete(self._inflight_key, self._node_prefix + self.token)
         self._waiting.extend(self._batch)
         self._batch = []
         left = len(self._waiting)
@@ -166,6 +208,7 @@ class ClaimCoordinator(Coordinator):
         status.update(
             claims_won=self._won,
             claims_lost=self._lost,
+            holder_lost_counted=self._holders_lost,
             buffered=len(self._waiting),
             buffer_size=self.config.buffer_size,
             claim_ttl=self.config.claim_ttl,
@@ -200,6 +243,60 @@ class ClaimCoordinator(Coordinator):
             self._redis_ok()
             self._probe_wanted.clear()
             self._reachable.set()
+
+    def _clear_inflight(self) -> None:
+        try:
+            self._redis.delete(self._inflight_key)
+        except self._errors as exc:
+            self._unreachable(exc)
+            return
+        self._inflight_at = None
+
+    # -- the watch thread: heartbeat, and what dead nodes left in flight -------------------
+
+    def _watch(self) -> None:
+        while True:
+            try:
+                self._redis.set(self._node_prefix + self.token, "1", px=_HEARTBEAT_TTL_MS)
+                self._reap()
+            except self._errors:
+                pass  # the dispatch thread and the probe report Redis being down
+            except Exception:
+                logger.exception("Spooled coordination: claim watch failed; retrying")
+            if self._closed.wait(_HEARTBEAT):
+                return
+
+    def _reap(self) -> None:
+        for record in self._redis.scan_iter(match=self._inflight_prefix + "*", count=100):
+            token = str(record)[len(self._inflight_prefix) :]
+            if token == self.token or self._redis.exists(self._node_prefix + token):
+                continue
+            pipe = self._redis.pipeline(transaction=True)
+            pipe.get(record)
+            pipe.delete(record)
+            listed, deleted = pipe.execute()
+            if not deleted or not listed:
+                continue  # another survivor took it
+            keys = str(listed).split("\n")
+            owners = self._redis.mget(keys)
+            lost = [key for key, owner in zip(keys, owners, strict=True) if owner == token]
+            for key in lost:
+                self._drop(
+                    None,
+                    HOLDER_LOST,
+                    f"{key.removeprefix(self._prefix)} was claimed by {token}, which died "
+                    "before it could publish it (it may have)",
+                )
+            with self._state_lock:
+                self._holders_lost += len(lost)
+            if lost:
+                logger.warning(
+                    "Spooled coordination: node %s stopped answering with %d claimed "
+                    "event(s) in flight; counted as dropped{%r}",
+                    token,
+                    len(lost),
+                    HOLDER_LOST,
+                )
 
     def _settle(self, item: _Waiting, won: bool) -> None:
         if won:
