@@ -8,8 +8,8 @@ only loses the events it had claimed and not yet handed to the broker (its last 
 
 Those are counted too. The round trip that claims a batch also records its keys in
 ``spooled:inflight:<namespace>:<token>`` (cleared once the node is idle), and every
-node refreshes ``spooled:node:<namespace>:<token>`` each second. A node whose
-heartbeat has expired is dead: the first survivor to take its in-flight record
+node refreshes ``spooled:node:<namespace>:<token>`` each second and lists itself in the
+set ``spooled:nodes:<namespace>``. A listed node whose heartbeat has expired is dead: the first survivor to take its in-flight record
 (atomically) counts each key the dead node had won as ``dropped{"claim_holder_lost"}``
 and sends it on ``event_dropped`` (``event=None``, the key in ``detail``). Like the
 lease's takeover window this is an upper bound: the dead node may have sent some of
@@ -78,6 +78,7 @@ class ClaimCoordinator(Coordinator):
         self._inflight_prefix = f"spooled:inflight:{namespace}:"
         self._inflight_key = self._inflight_prefix + self.token
         self._node_prefix = f"spooled:node:{namespace}:"
+        self._nodes_key = f"spooled:nodes:{namespace}"
         self._inflight_at: float | None = None  # when the last claimed batch was sent
         self._watcher: threading.Thread | None = None
         self._holders_lost = 0
@@ -187,7 +188,10 @@ class ClaimCoordinator(Coordinator):
         if self._reachable.is_set():
             # A clean stop: nothing of ours is in flight, and we are gone.
             with contextlib.suppress(*self._errors):
-                self._redis.delete(self._inflight_key, self._node_prefix + self.token)
+                pipe = self._redis.pipeline(transaction=False)
+                pipe.delete(self._inflight_key, self._node_prefix + self.token)
+                pipe.srem(self._nodes_key, self.token)
+                pipe.execute()
         self._waiting.extend(self._batch)
         self._batch = []
         left = len(self._waiting)
@@ -257,7 +261,10 @@ class ClaimCoordinator(Coordinator):
     def _watch(self) -> None:
         while True:
             try:
-                self._redis.set(self._node_prefix + self.token, "1", px=_HEARTBEAT_TTL_MS)
+                pipe = self._redis.pipeline(transaction=False)
+                pipe.set(self._node_prefix + self.token, "1", px=_HEARTBEAT_TTL_MS)
+                pipe.sadd(self._nodes_key, self.token)
+                pipe.execute()
                 self._reap()
             except self._errors:
                 pass  # the dispatch thread and the probe report Redis being down
@@ -267,16 +274,24 @@ class ClaimCoordinator(Coordinator):
                 return
 
     def _reap(self) -> None:
-        for record in self._redis.scan_iter(match=self._inflight_prefix + "*", count=100):
-            token = str(record)[len(self._inflight_prefix) :]
-            if token == self.token or self._redis.exists(self._node_prefix + token):
+        """Count what each dead node had in flight; O(nodes), not O(keys)."""
+        tokens = sorted(str(t) for t in self._redis.smembers(self._nodes_key) if t != self.token)
+        if not tokens:
+            return
+        alive = self._redis.exists(*(self._node_prefix + t for t in tokens)) == len(tokens)
+        if alive:
+            return
+        for token in tokens:
+            if self._redis.exists(self._node_prefix + token):
                 continue
+            record = self._inflight_prefix + token
             pipe = self._redis.pipeline(transaction=True)
             pipe.get(record)
             pipe.delete(record)
-            listed, deleted = pipe.execute()
+            pipe.srem(self._nodes_key, token)
+            listed, deleted, _ = pipe.execute()
             if not deleted or not listed:
-                continue  # another survivor took it
+                continue  # nothing in flight, or another survivor took it
             keys = str(listed).split("\n")
             owners = self._redis.mget(keys)
             lost = [key for key, owner in zip(keys, owners, strict=True) if owner == token]
