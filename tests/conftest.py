@@ -10,9 +10,26 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+from spooled_integrations.client import ConnectionOptions
+from spooled_integrations.runtime import RuntimeConfig, SpooledRuntime
+
+if TYPE_CHECKING:
+    from spooled_integrations.testing import Emulator
+
+FAST_RECONNECT: dict[str, Any] = {
+    "reconnect_delay": 0.05,
+    "max_reconnect_delay": 0.2,
+    "healthy_after": 0.5,
+    "connect_timeout": 2.0,
+}
+"""Connection options that make reconnect tests take milliseconds, not seconds."""
+
+RuntimeFactory = Callable[..., SpooledRuntime]
 
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
 RABBIT_HOST, RABBIT_PORT = "127.0.0.1", 5672
@@ -63,3 +80,37 @@ def _restore_root_logging() -> Iterator[None]:
     yield
     root.setLevel(level)
     root.handlers[:] = handlers
+
+
+def fast_options(emu: Emulator, **overrides: Any) -> ConnectionOptions:
+    """Options aimed at ``emu`` with :data:`FAST_RECONNECT`; ``overrides`` win."""
+    values: dict[str, Any] = {"base_url": emu.base_url, "api_key": emu.api_key, **FAST_RECONNECT}
+    values.update(overrides)
+    return ConnectionOptions(**values)
+
+
+@pytest.fixture
+def make_options() -> Callable[..., ConnectionOptions]:
+    """``make_options(emu, **overrides)``: fast reconnect settings aimed at ``emu``."""
+    return fast_options
+
+
+@pytest.fixture
+def make_runtime() -> Iterator[RuntimeFactory]:
+    """``make_runtime(emu, publisher=None, connection={...}, **config)``; stopped at teardown."""
+    made: list[SpooledRuntime] = []
+
+    def factory(
+        emu: Emulator,
+        publisher: Any = None,
+        connection: dict[str, Any] | None = None,
+        **config: Any,
+    ) -> SpooledRuntime:
+        options = fast_options(emu, **(connection or {}))
+        runtime = SpooledRuntime(RuntimeConfig(connection=options, **config), publisher)
+        made.append(runtime)
+        return runtime
+
+    yield factory
+    for runtime in made:
+        runtime.stop(timeout=2)

@@ -2,7 +2,7 @@
 
 - ``private_redis``: a ``redis-server`` of the test's own on a free port, which the test
   may stop, kill and restart (the shared Redis on 6379 is never touched).
-- ``make_runtime``: runtimes against an emulator, stopped at teardown.
+- ``make_runtime`` (from tests/conftest.py): runtimes against an emulator, stopped at teardown.
 - ``SeqFeed``: publishes sequence-numbered ``job.completed`` events and records, per
   event, whether any open stream accepted it (the emulator's ``undelivered``
   counter), so a test can tell "lost while no listener was connected" from "lost by us".
@@ -26,17 +26,9 @@ from typing import Any
 import pytest
 from blinker import NamedSignal
 
-from spooled_integrations.client import ConnectionOptions
-from spooled_integrations.runtime import RecordingPublisher, RuntimeConfig, SpooledRuntime
+from spooled_integrations.runtime import RecordingPublisher, SpooledRuntime
 from spooled_integrations.runtime.signals import event_dropped
 from spooled_integrations.testing import Emulator
-
-FAST = {
-    "reconnect_delay": 0.05,
-    "max_reconnect_delay": 0.2,
-    "healthy_after": 0.5,
-    "connect_timeout": 2.0,
-}
 
 
 def wait_until(condition: Callable[[], bool], timeout: float = 5.0, interval: float = 0.01) -> bool:
@@ -132,29 +124,6 @@ def emu() -> Iterator[Emulator]:
 
 
 RuntimeFactory = Callable[..., SpooledRuntime]
-
-
-@pytest.fixture
-def make_runtime() -> Iterator[RuntimeFactory]:
-    """``make_runtime(emu, publisher, connection={...}, **config)``; stopped at teardown."""
-    made: list[SpooledRuntime] = []
-
-    def factory(
-        emulator: Emulator,
-        publisher: Any = None,
-        connection: dict[str, Any] | None = None,
-        **config: Any,
-    ) -> SpooledRuntime:
-        options = ConnectionOptions(
-            base_url=emulator.base_url, api_key=emulator.api_key, **{**FAST, **(connection or {})}
-        )
-        runtime = SpooledRuntime(RuntimeConfig(connection=options, **config), publisher)
-        made.append(runtime)
-        return runtime
-
-    yield factory
-    for runtime in made:
-        runtime.stop(timeout=2)
 
 
 class SeqFeed:

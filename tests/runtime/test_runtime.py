@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -22,37 +22,7 @@ from spooled_integrations.runtime.signals import (
 )
 from spooled_integrations.testing import Emulator
 
-FAST = {
-    "reconnect_delay": 0.05,
-    "max_reconnect_delay": 0.2,
-    "healthy_after": 0.5,
-    "connect_timeout": 2.0,
-}
-
 RuntimeFactory = Callable[..., SpooledRuntime]
-
-
-@pytest.fixture
-def make_runtime() -> Iterator[RuntimeFactory]:
-    """``make_runtime(emu, publisher=None, connection={...}, **config)``; stopped at teardown."""
-    made: list[SpooledRuntime] = []
-
-    def factory(
-        emu: Emulator,
-        publisher: Any = None,
-        connection: dict[str, Any] | None = None,
-        **config: Any,
-    ) -> SpooledRuntime:
-        options = ConnectionOptions(
-            base_url=emu.base_url, api_key=emu.api_key, **{**FAST, **(connection or {})}
-        )
-        runtime = SpooledRuntime(RuntimeConfig(connection=options, **config), publisher)
-        made.append(runtime)
-        return runtime
-
-    yield factory
-    for runtime in made:
-        runtime.stop(timeout=2)
 
 
 def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
