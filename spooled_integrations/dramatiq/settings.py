@@ -39,7 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from spooled_integrations.client import ConnectionOptions, SubscriptionFilter
 from spooled_integrations.errors import ConfigurationError
 from spooled_integrations.runtime import RuntimeConfig
-from spooled_integrations.runtime.coordination import CoordinationConfig, parse_coordination
+from spooled_integrations.runtime.coordination import CoordinationField
 
 __all__ = ["DramatiqSettings", "Mode", "resolve_settings"]
 
@@ -86,18 +86,10 @@ class DramatiqSettings(BaseModel):
     transport: Literal["ws", "sse"] = "ws"
     subscriptions: Any = None
     filter: SubscriptionFilter | None = None
-    coordination: CoordinationConfig | None = None
+    coordination: CoordinationField = None
     """Fleet coordination of ``delivery="once"`` subscriptions (see the module doc)."""
     stop_timeout: float = Field(default=5.0, gt=0)
     runtime: dict[str, Any] = Field(default_factory=dict)
-
-    @field_validator("coordination", mode="before")
-    @classmethod
-    def _coordination(cls, value: Any) -> CoordinationConfig | None:
-        try:
-            return parse_coordination(value)
-        except ConfigurationError as exc:
-            raise ValueError(str(exc)) from None
 
     @field_validator("runtime")
     @classmethod

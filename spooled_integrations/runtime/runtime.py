@@ -38,7 +38,7 @@ from spooled_integrations.errors import (
 )
 from spooled_integrations.protocol import Event, EventType, format_timestamp
 from spooled_integrations.runtime.coordination import (
-    CoordinationConfig,
+    CoordinationField,
     Coordinator,
     create_coordinator,
     parse_coordination,
@@ -100,7 +100,7 @@ class RuntimeConfig(BaseModel):
     publish_backoff_max: float = Field(default=5.0, ge=0)
     skip_ping: bool = True
     """Pings prove liveness only; they are not signalled or routed."""
-    coordination: CoordinationConfig | None = None
+    coordination: CoordinationField = None
     """Fleet coordination of ``delivery="once"`` subscriptions (``None``: none); a
     :class:`CoordinationConfig`, a mapping, or a string (see
     :func:`~spooled_integrations.runtime.coordination.parse_coordination`)."""
@@ -124,14 +124,6 @@ class RuntimeConfig(BaseModel):
     @classmethod
     def _load(cls, value: Any) -> SubscriptionSet:
         return load_subscriptions([] if value is None else value)
-
-    @field_validator("coordination", mode="before")
-    @classmethod
-    def _coordination(cls, value: Any) -> CoordinationConfig | None:
-        try:
-            return parse_coordination(value)
-        except ConfigurationError as exc:
-            raise ValueError(str(exc)) from None
 
     @property
     def once_subscriptions(self) -> list[str]:

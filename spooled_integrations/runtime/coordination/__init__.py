@@ -29,12 +29,14 @@ from __future__ import annotations
 from spooled_integrations.runtime.coordination.base import Coordinator, DispatchHooks
 from spooled_integrations.runtime.coordination.config import (
     CoordinationConfig,
+    CoordinationField,
     parse_coordination,
 )
 from spooled_integrations.runtime.coordination.factory import create_coordinator
 
 __all__ = [
     "CoordinationConfig",
+    "CoordinationField",
     "Coordinator",
     "DispatchHooks",
     "create_coordinator",

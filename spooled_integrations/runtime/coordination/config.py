@@ -13,14 +13,21 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 from spooled_integrations._redact import redact_url
 from spooled_integrations.errors import ConfigurationError
 
-__all__ = ["CoordinationConfig", "parse_coordination"]
+__all__ = ["CoordinationConfig", "CoordinationField", "parse_coordination"]
 
 _URL_SCHEMES = ("redis://", "rediss://", "unix://")
 _STRATEGIES = ("lease", "claim")
@@ -175,3 +182,14 @@ def _from_text(text: str) -> Mapping[str, Any]:
             "followed by ':' and a Redis URL), or a JSON object"
         )
     return {"strategy": strategy, "redis_url": url} if url else {"strategy": strategy}
+
+
+def _as_field(value: Any) -> CoordinationConfig | None:
+    try:
+        return parse_coordination(value)
+    except ConfigurationError as exc:
+        raise ValueError(str(exc)) from None
+
+
+CoordinationField = Annotated[CoordinationConfig | None, BeforeValidator(_as_field)]
+"""A settings-model field that takes any spelling :func:`parse_coordination` accepts."""
