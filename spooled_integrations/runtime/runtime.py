@@ -33,7 +33,6 @@ from spooled_integrations.client import (
 from spooled_integrations.errors import (
     ConfigurationError,
     ProtocolError,
-    SpooledConnectionError,
     SubscriptionError,
 )
 from spooled_integrations.protocol import Event, EventType, format_timestamp
@@ -200,7 +199,6 @@ class SpooledRuntime:
         self._ever_connected = False
         self._connected_since: datetime | None = None
         self._disconnected_at: datetime | None = None
-        self._lost_at: datetime | None = None
         self._last_event_at: float | None = None  # time.time(): cheaper than a datetime per event
 
     def __repr__(self) -> str:
@@ -348,8 +346,7 @@ class SpooledRuntime:
                     self._disconnected_at = None
             elif previous == ConnectionState.CONNECTED:
                 self._connected_since = None
-                self._disconnected_at = self._lost_at or now
-            self._lost_at = None
+                self._disconnected_at = now
         logger.info("Spooled connection %s -> %s", previous.value, state.value)
         self._count(send_isolated(connection_state_changed, self, state=state, previous=previous))
         if gap is not None:
@@ -366,12 +363,6 @@ class SpooledRuntime:
     def _on_error(self, exc: Exception) -> None:
         if isinstance(exc, ProtocolError):
             self.metrics.protocol_error(exc.reason)
-        elif isinstance(exc, SpooledConnectionError):
-            # A lost connection is reported at once; the state may change only after
-            # the reconnect backoff, so remember when the stream really stopped.
-            with self._lock:
-                if self._state == ConnectionState.CONNECTED and self._lost_at is None:
-                    self._lost_at = datetime.now(timezone.utc)
 
     def _count(self, result: tuple[int, int]) -> None:
         if result[1]:
