@@ -2,8 +2,8 @@
 
 The subscriptions are for different events (each pairs an event type with its own
 queue, the usual way rules differ). Every size routes the same stream of events; the
-ratios against the 10-subscription router are what matter (absolute times depend on
-the machine). A linear scan over the same compiled rules is timed as the reference for
+ratios against the 1-subscription router are what matter (P2: 1,000 rules <= 1.2x of
+1; absolute times depend on the machine). A linear scan over the same compiled rules is timed as the reference for
 what the index saves. The last rows show the limit: rules that *all* match every event
 cost in proportion to the matches (each is a publish anyway). Not a test.
 
@@ -96,17 +96,19 @@ def main() -> None:
 
     print(f"{args.events} events x {args.rounds} rounds; median ns per event")
     for kind in ("router", "linear"):
-        reference = medians[f"{kind},   10 rules"]
+        reference = medians[f"{kind},    1 rules"]
         for size in (1, 10, 1000):
             name = f"{kind}, {size:>4} rules"
-            print(f"  {name:<34} {medians[name]:>9.0f} ns   x{medians[name] / reference:.2f} vs 10")
+            print(f"  {name:<34} {medians[name]:>9.0f} ns   x{medians[name] / reference:.2f} vs 1")
     print("  every event matching every rule (the cost is in the matches, not the index):")
     for size in (10, 1000):
         name = f"router, {size:>4} rules all matching"
         print(f"  {name:<34} {medians[name]:>9.0f} ns")
-    ratio = medians["router, 1000 rules"] / medians["router,   10 rules"]
+    ratio = medians["router, 1000 rules"] / medians["router,    1 rules"]
     saved = medians["linear, 1000 rules"] / medians["router, 1000 rules"]
-    print(f"router 1000/10 = {ratio:.2f}; index vs linear scan at 1000 rules: {saved:.0f}x faster")
+    verdict = "met" if ratio <= 1.2 else "NOT met"
+    print(f"target: router 1000/1 <= 1.2x: {ratio:.2f}x ({verdict})")
+    print(f"index vs linear scan at 1000 rules: {saved:.0f}x faster")
 
 
 if __name__ == "__main__":

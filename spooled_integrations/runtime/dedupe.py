@@ -124,21 +124,19 @@ class DuplicateFilter:
         A non-duplicate is recorded; a duplicate is not (it does not extend the window).
         With ``window == 0`` nothing is ever a duplicate.
         """
-        if (
-            self.window == 0
-            or event.type not in DEDUPED_TYPES
-            or not isinstance(event.data.get("job_id"), str)
-        ):
+        if event.type not in DEDUPED_TYPES or self.window == 0:
+            return False
+        if not isinstance(event.data.get("job_id"), str):
             return False
         base, key = event.identity()
+        now = self._clock()
+        before = now - self.window
         with self._lock:
-            now = self._clock()
-            before = now - self.window
             if self._oldest <= before:
                 self._expire(before)
             bases = self._bases
             seen = bases.get(base)  # present means seen within the window (expired above)
-            if key != base:  # the event carries a retry count
+            if key is not base:  # the event carries a retry count (identity() shares base)
                 bare_at = seen[1] if seen is not None else None
                 if key in self._full or (bare_at is not None and bare_at > before):
                     return True
@@ -148,7 +146,7 @@ class DuplicateFilter:
             else:
                 bare_at = now
             if seen is not None:
-                del bases[base]  # it moves to the back
+                bases.move_to_end(base)
             bases[base] = (now, bare_at)
             if len(bases) > self._max:
                 bases.popitem(last=False)

@@ -242,8 +242,7 @@ class Dispatcher:
     def progress(self) -> tuple[float, str | None]:
         """``(t, key)``: every event received before monotonic ``t`` has been handled
         (events are handled in arrival order); ``key`` is the identity key of the last one."""
-        with self._lock:
-            received_at, event = self._last_done
+        received_at, event = self._last_done  # one tuple, replaced whole
         return received_at, event.identity_key if event is not None else None
 
     def _run(self) -> None:
@@ -262,20 +261,28 @@ class Dispatcher:
                 if self._abandon.is_set():
                     continue  # counted as left by stop()
                 received_at, event = item
-                with self._lock:
-                    self._in_flight = True
+                # Only this thread writes these; the others read them under the GIL.
+                # Until stop() begins there is nothing to agree on, so no lock per event.
+                self._in_flight = True
                 try:
                     self._dispatch(event, received_at)
                 except Exception:  # never let one event kill the thread
                     logger.exception("dispatching %s failed", getattr(event, "type", event))
                 finally:
-                    with self._lock:
+                    self._last_done = item
+                    if self._stopping:
+                        self._finish_while_stopping()
+                    else:
                         self._in_flight = False
-                        self._last_done = (received_at, event)
-                        if self._stopping and not self._abandon.is_set():
-                            self._drained += 1
             if self._stopping and (self._abandon.is_set() or self._queue.empty()):
                 return
+
+    def _finish_while_stopping(self) -> None:
+        # Under the lock, so stop() counts this event either as drained or as left.
+        with self._lock:
+            self._in_flight = False
+            if not self._abandon.is_set():
+                self._drained += 1
 
     def _poll(self, coordinator: Coordinator) -> None:
         try:

@@ -1,14 +1,15 @@
 """Which subscriptions an event goes to, found through an index on the event type.
 
-Globs are expanded against the known vocabulary when the router is built, so matching
-an event is two dict lookups (type, then queue) plus the cheap filters of the few
-candidates left: 1,000 subscriptions for different events cost about what 10 do. Event types this
-package does not know only match ``*`` subscriptions.
+Globs are expanded against the known vocabulary when the router is built, and each
+queue's candidates are merged with the type's queue-less rules then, so matching an
+event is two dict lookups (type, then queue) plus the cheap filters of the few
+candidates left: 1,000 subscriptions for different events cost what 1 does
+(``bench/routing.py``). Event types this package does not know only match ``*``
+subscriptions.
 """
 
 from __future__ import annotations
 
-import heapq
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -85,9 +86,10 @@ def _compile(sub: Subscription, order: int) -> _Route:
 
 @dataclass(frozen=True, slots=True)
 class _Candidates:
-    """Routes the index offers for one type and queue, in configured order.
+    """Routes that can match one event type (and queue name), in configured order.
 
-    ``answer`` is the match itself when no route has a filter beyond the queue.
+    ``answer`` is the match itself when no route has a filter beyond the queue, so
+    the common case returns a ready tuple.
     """
 
     routes: tuple[_Route, ...]
@@ -95,50 +97,54 @@ class _Candidates:
 
     @classmethod
     def of(cls, routes: Sequence[_Route]) -> _Candidates:
-        plain = all(route.queue_only for route in routes)
-        return cls(tuple(routes), tuple(r.subscription for r in routes) if plain else None)
+        ordered = tuple(sorted(routes, key=_order))
+        plain = all(route.queue_only for route in ordered)
+        return cls(ordered, tuple(r.subscription for r in ordered) if plain else None)
 
-    def accepted(self, event: Event) -> list[Subscription]:
+    def accepted(self, event: Event) -> tuple[Subscription, ...]:
         if self.answer is not None:
-            return list(self.answer)
-        return [route.subscription for route in self.routes if route.accepts_filters(event)]
-
-
-@dataclass(frozen=True, slots=True)
-class _Bucket:
-    """The routes of one event type: those without a queue filter, and by queue name."""
-
-    any_queue: _Candidates
-    by_queue: Mapping[str, _Candidates]
-
-    @classmethod
-    def build(cls, routes: Sequence[_Route]) -> _Bucket:
-        by_queue: dict[str, list[_Route]] = {}
-        for route in routes:
-            for name in route.queues or ():
-                by_queue.setdefault(name, []).append(route)
-        return cls(
-            any_queue=_Candidates.of([r for r in routes if r.queues is None]),
-            by_queue={name: _Candidates.of(found) for name, found in by_queue.items()},
-        )
-
-    def candidates(self, queue_name: str | None) -> Sequence[_Route]:
-        queued = self.by_queue.get(queue_name) if queue_name is not None else None
-        if queued is None:
-            return self.any_queue.routes
-        if not self.any_queue.routes:
-            return queued.routes
-        return list(heapq.merge(self.any_queue.routes, queued.routes, key=_order))
-
-    def all(self) -> list[_Route]:
-        seen = {id(r): r for r in self.any_queue.routes}
-        for found in self.by_queue.values():
-            seen.update((id(r), r) for r in found.routes)
-        return sorted(seen.values(), key=_order)
+            return self.answer
+        return tuple(route.subscription for route in self.routes if route.accepts_filters(event))
 
 
 def _order(route: _Route) -> int:
     return route.order
+
+
+@dataclass(frozen=True, slots=True)
+class _Bucket:
+    """The routes of one event type: by queue name, and for any other queue.
+
+    A queue's candidates include the routes without a queue filter, so matching is
+    one lookup whether a type has no rule, one or a thousand.
+    """
+
+    by_queue: Mapping[Any, _Candidates]  # str keys; looked up with whatever the event has
+    other_queues: _Candidates
+
+    @classmethod
+    def build(cls, routes: Sequence[_Route]) -> _Bucket:
+        any_queue = [r for r in routes if r.queues is None]
+        by_queue: dict[str, list[_Route]] = {}
+        for route in routes:
+            for name in route.queues or ():
+                by_queue.setdefault(name, list(any_queue)).append(route)
+        return cls(
+            by_queue={name: _Candidates.of(found) for name, found in by_queue.items()},
+            other_queues=_Candidates.of(any_queue),
+        )
+
+    def candidates(self, queue_name: Any) -> _Candidates:
+        try:
+            return self.by_queue.get(queue_name, self.other_queues)
+        except TypeError:  # an unhashable queue_name names no queue
+            return self.other_queues
+
+    def all(self) -> list[_Route]:
+        seen = {id(r): r for r in self.other_queues.routes}
+        for found in self.by_queue.values():
+            seen.update((id(r), r) for r in found.routes)
+        return sorted(seen.values(), key=_order)
 
 
 _EMPTY = _Bucket.build(())
@@ -187,18 +193,15 @@ class Router:
         Without ``queue_name``, every subscription for the type.
         """
         bucket = self._bucket(event_type)
-        routes = bucket.all() if queue_name is None else bucket.candidates(queue_name)
+        routes = bucket.all() if queue_name is None else bucket.candidates(queue_name).routes
         return [route.subscription for route in routes]
 
-    def match(self, event: Event) -> list[Subscription]:
+    def match(self, event: Event) -> tuple[Subscription, ...]:
         """Subscriptions whose events and filters accept ``event``, in configured order."""
         bucket = self._index.get(event.type) or self._bucket(event.type)
-        if bucket.by_queue:
-            queue_name = event.data.get("queue_name")
-            queued = bucket.by_queue.get(queue_name) if isinstance(queue_name, str) else None
-            if queued is not None:
-                if bucket.any_queue.routes:  # rules with and without a queue filter
-                    routes = bucket.candidates(queue_name)
-                    return [r.subscription for r in routes if r.accepts(event)]
-                return queued.accepted(event)  # the index matched the queue
-        return bucket.any_queue.accepted(event)
+        try:  # bucket.candidates() inlined: this runs for every event
+            found = bucket.by_queue.get(event.data.get("queue_name"), bucket.other_queues)
+        except TypeError:
+            found = bucket.other_queues
+        answer = found.answer
+        return answer if answer is not None else found.accepted(event)

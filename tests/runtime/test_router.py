@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from spooled_integrations.protocol import Event
 from spooled_integrations.runtime import Router, Subscription
 
 
@@ -35,7 +36,7 @@ def test_unknown_event_types_only_match_star(make_event):
     unknown = make_event("job.teleported", job_id="j")
     assert not unknown.known
     assert names(router, unknown) == ["star"]
-    assert Router([{"events": ["job.*"]}]).match(unknown) == []
+    assert Router([{"events": ["job.*"]}]).match(unknown) == ()
 
 
 def test_derived_lifecycle_event_matches_like_the_direct_one(make_events):
@@ -158,3 +159,39 @@ def test_router_accepts_subscription_objects_and_validates_dicts():
     assert list(Router([sub]).subscriptions) == [sub]
     with pytest.raises(ValueError, match="unknown event"):
         Router([{"events": ["job.complete"]}])
+
+
+def test_queue_and_queueless_rules_merge_in_configured_order():
+    router = Router(
+        [
+            {"name": "emails-first", "events": ["job.completed"], "queue": "emails"},
+            {"name": "any-queue", "events": ["job.*"]},
+            {"name": "emails-or-sms", "events": ["job.completed"], "queue": ["emails", "sms"]},
+        ]
+    )
+    on = {
+        queue: [
+            s.name
+            for s in router.match(
+                Event("job.completed", {"job_id": "j", "queue_name": queue}, "JobCompleted")
+            )
+        ]
+        for queue in ("emails", "sms", "other")
+    }
+    assert on == {
+        "emails": ["emails-first", "any-queue", "emails-or-sms"],
+        "sms": ["any-queue", "emails-or-sms"],
+        "other": ["any-queue"],
+    }
+
+
+def test_an_unhashable_queue_name_matches_only_queueless_rules():
+    """An Event built by hand may carry anything; the router must not raise."""
+    router = Router(
+        [
+            {"name": "q", "events": ["job.completed"], "queue": "emails"},
+            {"name": "all", "events": ["*"]},
+        ]
+    )
+    odd = Event("job.completed", {"job_id": "j", "queue_name": ["emails"]}, "JobCompleted")
+    assert names(router, odd) == ["all"]

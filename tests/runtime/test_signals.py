@@ -165,3 +165,51 @@ def test_weak_reference_rule_as_documented():
         spooled_signal.disconnect(strong)
     assert seen == ["weak=False"]
     assert "weak=False" in (signals.__doc__ or "")
+
+
+def test_cached_receivers_follow_connects_disconnects_and_collected_receivers():
+    """send_isolated caches receivers per sender; every change must still show."""
+    seen: list[str] = []
+
+    class Owner:
+        def on_event(self, sender: Any, **kw: Any) -> None:
+            seen.append("method")
+
+    def plain(sender: Any, **kw: Any) -> None:
+        seen.append("plain")
+
+    def send() -> list[str]:
+        seen.clear()
+        send_isolated(spooled_signal, "JobCompleted", event=None)  # alias: same sender
+        return sorted(seen)
+
+    owner = Owner()
+    spooled_signal.connect(owner.on_event, sender="job.completed")  # weak bound method
+    assert send() == ["method"]
+    spooled_signal.connect(plain, sender="job.completed", weak=False)
+    assert send() == ["method", "plain"]  # a connect after the cache was filled
+    del owner
+    gc.collect()
+    assert send() == ["plain"]  # the cache did not keep the collected owner alive
+    spooled_signal.disconnect(plain)
+    assert send() == []
+
+
+def test_a_receiver_without_weak_reference_support_is_cached_strongly():
+    calls: list[str] = []
+
+    class Slotted:
+        __slots__ = ()  # no __weakref__: blinker only takes it with weak=False
+
+        def __call__(self, sender: Any, **kw: Any) -> None:
+            calls.append(sender)
+
+    receiver = Slotted()
+    spooled_signal.connect(receiver, sender="queue.paused", weak=False)
+    try:
+        assert send_isolated(spooled_signal, "queue.paused", event=None) == (1, 0)
+        assert send_isolated(spooled_signal, "queue.paused", event=None) == (1, 0)
+    finally:
+        spooled_signal.disconnect(receiver)
+    assert send_isolated(spooled_signal, "queue.paused", event=None) == (0, 0)
+    assert calls == ["queue.paused", "queue.paused"]
