@@ -43,6 +43,7 @@ from spooled_integrations.protocol import (
 
 __all__ = [
     "BaseClient",
+    "BatchHandler",
     "ClientStats",
     "EventHandler",
     "ReadOutcome",
@@ -53,6 +54,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 EventHandler = Callable[[Event], Any]
+BatchHandler = Callable[[list[Event]], Any]
 JobEventHandler = Callable[[JobEvent], Any]
 QueueEventHandler = Callable[[QueueEvent], Any]
 WorkerEventHandler = Callable[[WorkerEvent], Any]
@@ -97,6 +99,7 @@ class RealtimeClient(Protocol):
     def subscribe(self, filter: SubscriptionFilter) -> None: ...
     def unsubscribe(self, filter: SubscriptionFilter) -> None: ...
     def on_event(self, handler: H) -> H: ...
+    def on_events(self, handler: H) -> H: ...
     def on_state_change(self, handler: H) -> H: ...
     def on_error(self, handler: H) -> H: ...
 
@@ -121,6 +124,8 @@ class BaseClient:
         self._state = ConnectionState.DISCONNECTED
         self._state_lock = threading.Lock()
         self._event_handlers: list[EventHandler] = []
+        self._batch_handlers: list[BatchHandler] = []
+        self._batch: list[Event] = []
         self._typed_handlers: dict[str, list[tuple[str, Callable[[Any], Any]]]] = {}
         self._state_handlers: list[StateChangeHandler] = []
         self._error_handlers: list[ErrorHandler] = []
@@ -147,6 +152,16 @@ class BaseClient:
     def on_event(self, handler: H) -> H:
         """Call ``handler(event)`` for every event, including unknown types and pings."""
         self._event_handlers.append(handler)
+        return handler
+
+    def on_events(self, handler: H) -> H:
+        """Call ``handler(events)`` once per socket read with the events it completed.
+
+        For consumers that hand events to another thread: one hand-off per read instead
+        of one per event. The list is the handler's to keep; it comes after the
+        per-event handlers have seen its events, in the same order.
+        """
+        self._batch_handlers.append(handler)
         return handler
 
     @overload
@@ -329,6 +344,7 @@ class BaseClient:
             if not self._stop.is_set():
                 self._report_connection_error(exc, "connection lost")
         finally:
+            self._deliver_batch()  # what the last read completed before it ended
             self._close(session)
             self.stats.connected_since = None
         healthy = (
@@ -414,6 +430,8 @@ class BaseClient:
                 handler(event)
             except Exception:
                 self._handler_failed(handler)
+        if self._batch_handlers:
+            self._batch.append(event)
         typed = self._typed_handlers.get(event.type)
         if typed:
             views: dict[str, Any] = {}
@@ -428,6 +446,15 @@ class BaseClient:
                     )
                     continue
                 self._call(handler, view)
+
+    def _deliver_batch(self) -> None:
+        """Hand what the last read completed to the batch handlers (see on_events)."""
+        batch = self._batch
+        if not batch:
+            return
+        self._batch = []
+        for handler in self._batch_handlers:
+            self._call(handler, batch)
 
     def _call(self, handler: Callable[[Any], Any], argument: Any) -> None:
         try:

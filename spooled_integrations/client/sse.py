@@ -197,6 +197,7 @@ class SSEClient(BaseClient):
         recv, feed_body = stream.sock.recv, stream.body.feed
         decoder = SSEDecoder()
         feed_events, handle = decoder.feed, self._handle_frame
+        deliver_batch = self._deliver_batch
         follows_job = self._job_id is not None
         data = stream.first
         while True:
@@ -210,6 +211,7 @@ class SSEClient(BaseClient):
                     events = handle(message.data, message.event)
                     if follows_job and _job_stream_over(events):
                         return "finished"
+                deliver_batch()
                 if stream.body.finished:
                     self._raise_if_stopping()
                     return "closed"

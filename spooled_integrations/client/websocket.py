@@ -156,6 +156,7 @@ class WebSocketClient(BaseClient):
         # handshake and everything we send stay with websocket-client.
         reader = FrameReader()
         feed, recv, handle = reader.feed, sock.recv, self._handle_frame
+        deliver_batch = self._deliver_batch
         while True:
             try:
                 chunk = recv(READ_SIZE)
@@ -183,6 +184,7 @@ class WebSocketClient(BaseClient):
                     outcome = self._control(ws, opcode, data)
                     if outcome is not None:
                         return outcome
+            deliver_batch()
 
     def _control(self, ws: websocket.WebSocket, opcode: int, data: bytes) -> ReadOutcome | None:
         """Everything but a text message: binary is counted, pings answered, Close ends."""

@@ -121,7 +121,9 @@ class Dispatcher:
         # both threads). The reader is the only producer, so the size check is exact.
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._queue_size = queue_size
-        self._wake_queued = self._wake_taken = False
+        # Each written by one thread only (reader, dispatcher): their difference is
+        # the number of events waiting, without a lock.
+        self._submitted = self._taken = 0
         self._retry = retry or RetryPolicy()
         self._max_age = max_age
         # Parsing the timestamp costs ~1.5 us: only when some max_age needs the age.
@@ -149,14 +151,14 @@ class Dispatcher:
                     publish=self._publish_once,
                     drop=self._drop_quietly,
                     progress=self.progress,
-                    backlog=self._queue.qsize,
+                    backlog=self._pending,
                 )
             )
 
     @property
     def depth(self) -> int:
         """Events waiting in the queue."""
-        return self._queue.qsize()
+        return self._pending()
 
     @property
     def running(self) -> bool:
@@ -176,16 +178,32 @@ class Dispatcher:
 
     def submit(self, event: Event) -> bool:
         """Queue ``event`` without blocking; False if it was dropped (full or stopped)."""
-        self.metrics.incr("received")
+        return self.submit_many([event]) == 1
+
+    def submit_many(self, events: list[Event]) -> int:
+        """Queue ``events`` (kept by the dispatcher) without blocking; how many were queued.
+
+        The reader hands over what one socket read completed: one queue hand-off per
+        read, not per event. What does not fit is dropped, counted and signalled.
+        Call it from one thread (the reader's): it alone counts what was submitted.
+        """
+        self.metrics.incr("received", len(events))
         if not self._accepting:
-            self._drop(event, "stopped", "the runtime is stopping or not started")
-            return False
-        if self._queue.qsize() >= self._queue_size:
-            self._drop(event, "overflow", f"dispatch queue full ({self._queue_size} events)")
-            self._log_overflow()
-            return False
-        self._queue.put((time.monotonic(), event))
-        return True
+            for event in events:
+                self._drop(event, "stopped", "the runtime is stopping or not started")
+            return 0
+        room = self._queue_size - (self._submitted - self._taken)
+        if room < len(events):
+            kept = events[: max(0, room)]
+            for event in events[len(kept) :]:
+                self._drop(event, "overflow", f"dispatch queue full ({self._queue_size} events)")
+                self._log_overflow()
+            if not kept:
+                return 0
+            events = kept
+        self._submitted += len(events)
+        self._queue.put((time.monotonic(), events))
+        return len(events)
 
     def stop(self, timeout: float = 10.0) -> DrainReport:
         """Stop accepting, dispatch what is queued within ``timeout``, report the rest.
@@ -212,7 +230,6 @@ class Dispatcher:
             self._abandon.set()
             report = DrainReport(drained=0, left=self._pending(), timed_out=False)
         else:
-            self._wake_queued = True
             self._queue.put(_WAKE)
             thread.join(max(0.0, timeout))
             with self._lock:
@@ -255,27 +272,31 @@ class Dispatcher:
                 item = None
             if coordinator is not None and not self._abandon.is_set():
                 self._poll(coordinator)
-            if item is _WAKE:
-                self._wake_taken = True
-            elif item is not None:
-                if self._abandon.is_set():
-                    continue  # counted as left by stop()
-                received_at, event = item
-                # Only this thread writes these; the others read them under the GIL.
-                # Until stop() begins there is nothing to agree on, so no lock per event.
-                self._in_flight = True
-                try:
-                    self._dispatch(event, received_at)
-                except Exception:  # never let one event kill the thread
-                    logger.exception("dispatching %s failed", getattr(event, "type", event))
-                finally:
-                    self._last_done = item
-                    if self._stopping:
-                        self._finish_while_stopping()
-                    else:
-                        self._in_flight = False
+            if item is not None and item is not _WAKE:
+                self._dispatch_batch(*item)
             if self._stopping and (self._abandon.is_set() or self._queue.empty()):
                 return
+
+    def _dispatch_batch(self, received_at: float, events: list[Event]) -> None:
+        # Only this thread writes _taken, _in_flight and _last_done; the others read
+        # them under the GIL. Until stop() begins there is nothing to agree on, so no
+        # lock per event.
+        abandon = self._abandon
+        for event in events:
+            if abandon.is_set():
+                return  # the rest is counted as left by stop()
+            self._taken += 1
+            self._in_flight = True
+            try:
+                self._dispatch(event, received_at)
+            except Exception:  # never let one event kill the thread
+                logger.exception("dispatching %s failed", getattr(event, "type", event))
+            finally:
+                self._last_done = (received_at, event)
+                if self._stopping:
+                    self._finish_while_stopping()
+                else:
+                    self._in_flight = False
 
     def _finish_while_stopping(self) -> None:
         # Under the lock, so stop() counts this event either as drained or as left.
@@ -410,9 +431,8 @@ class Dispatcher:
         )
 
     def _pending(self) -> int:
-        """Events still queued (the stop sentinel, if still there, is not one)."""
-        sentinel = 1 if self._wake_queued and not self._wake_taken else 0
-        return max(0, self._queue.qsize() - sentinel)
+        """Events submitted and not yet taken for dispatch."""
+        return self._submitted - self._taken
 
     def _discard_pending(self) -> None:
         with contextlib.suppress(queue.Empty):

@@ -245,7 +245,7 @@ class SpooledRuntime:
             client = create_client(
                 self.config.connection, self.config.transport, self.config.filter
             )
-            client.on_event(self._on_event)
+            client.on_events(self._on_events)
             client.on_state_change(self._on_state_change)
             client.on_error(self._on_error)
             self._client = client
@@ -325,11 +325,13 @@ class SpooledRuntime:
 
     # -- client callbacks (reader thread) ----------------------------------------------
 
-    def _on_event(self, event: Event) -> None:
-        if self.config.skip_ping and event.type == EventType.PING:
-            return
+    def _on_events(self, events: list[Event]) -> None:
+        if self.config.skip_ping:
+            events = [event for event in events if event.type != _PING]
+            if not events:
+                return
         self._last_event_at = time.time()
-        self._dispatcher.submit(event)
+        self._dispatcher.submit_many(events)
 
     def _on_state_change(self, state: ConnectionState) -> None:
         now = datetime.now(timezone.utc)
@@ -384,6 +386,9 @@ class SpooledRuntime:
                 self.coordinator.token,
                 len(once),
             )
+
+
+_PING = EventType.PING.value
 
 
 def _once_warning(once: list[str]) -> str:

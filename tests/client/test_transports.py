@@ -538,3 +538,25 @@ def test_strict_backend_websocket_needs_both_credentials_and_delivers_every_type
     wanted = {t.value for t in SAMPLE}
     assert seen.wait_for(lambda items: wanted <= {e.type for e in items})
     assert client.stats.protocol_errors == {}
+
+
+def test_batch_handlers_get_every_event_once_in_order_after_per_event_handlers(
+    spooled_emulator: Emulator, make_client: ClientFactory, transport: str
+) -> None:
+    client = make_client(spooled_emulator, transport)
+    singles: Collector[Event] = Collector()
+    batches: Collector[list[Event]] = Collector()
+    client.on_event(singles)
+    client.on_events(batches)
+    client.connect()
+    spooled_emulator.wait_for_connections(1, transport=transport)
+    for n in range(200):
+        spooled_emulator.publish("job.completed", job_id=f"j{n}", queue_name="q", duration_ms=1)
+
+    def flattened() -> list[Event]:
+        return not_ping([event for batch in batches.items for event in batch])
+
+    assert batches.wait_for(lambda _: len(flattened()) >= 200)
+    assert [e.data["job_id"] for e in flattened()] == [f"j{n}" for n in range(200)]
+    assert flattened() == not_ping(singles.items)[:200]  # the same objects, same order
+    assert all(batch for batch in batches.items)  # never an empty call

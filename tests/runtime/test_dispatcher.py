@@ -108,6 +108,34 @@ def test_a_raising_receiver_does_not_stop_dispatch(make_dispatcher, make_event, 
     assert failures.senders == [spooled_signal]
 
 
+def test_a_batch_that_does_not_fit_keeps_what_fits_and_counts_the_rest(
+    make_dispatcher, make_event, record
+):
+    dropped = record(event_dropped)
+    seen: list[str] = []
+    gate = Gate()
+    dispatcher = make_dispatcher(subs=[], queue_size=4)
+
+    def note(sender: Any, event: Any, **kw: Any) -> None:
+        seen.append(event.data["job_id"])
+
+    with spooled_signal.connected_to(gate), spooled_signal.connected_to(note):
+        dispatcher.submit(completed(make_event, job="first"))
+        assert gate.entered.wait(5)
+        batch = [completed(make_event, job=f"j{i}") for i in range(6)]
+        assert dispatcher.submit_many(batch) == 4
+        assert dispatcher.depth == 4
+        assert dispatcher.submit_many([completed(make_event, job="late")]) == 0
+        gate.opened.set()
+        dispatcher.stop(5)
+
+    assert sorted(seen) == sorted(["first", "j0", "j1", "j2", "j3"])
+    assert dispatcher.metrics.get("received") == 8
+    assert dispatcher.metrics.dropped("overflow") == 3
+    assert [e.data["job_id"] for e in dropped.kwarg("event")] == ["j4", "j5", "late"]
+    assert dispatcher.depth == 0
+
+
 def test_overflow_is_counted_and_signalled_without_blocking(make_dispatcher, make_event, record):
     dropped = record(event_dropped)
     gate = Gate()
