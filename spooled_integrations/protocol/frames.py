@@ -54,6 +54,8 @@ _FIELD_TYPES: dict[str, type] = {
 
 _REQUIRED_BY_CATEGORY = {"job": "job_id", "queue": "queue_name", "worker": "worker_id"}
 
+_JOB_STATUS = EventType.JOB_STATUS.value
+
 _RETRY_AFTER = frozenset({"processing", "running", "failed"})
 _WAITING = frozenset({"pending", "scheduled"})
 
@@ -139,7 +141,7 @@ def derive_lifecycle(event: Event) -> Event | None:
     ``failed``/``deadletter`` → ``job.failed``; ``cancelled`` → ``job.cancelled``;
     ``pending``/``scheduled`` after ``processing``/``failed`` → ``job.retrying``.
     """
-    if event.type != EventType.JOB_STATUS:
+    if event.type != _JOB_STATUS:
         return None
     new_status = event.data.get("new_status")
     if not isinstance(new_status, str):
@@ -158,7 +160,7 @@ def derive_lifecycle(event: Event) -> Event | None:
         data=event.data,
         wire_type=event.wire_type,
         raw_timestamp=event.raw_timestamp,
-        derived_from=EventType.JOB_STATUS.value,
+        derived_from=_JOB_STATUS,
     )
 
 
@@ -170,7 +172,7 @@ def normalize(
 ) -> list[Event]:
     """Decode a frame and append the lifecycle event it implies, if any."""
     event = decode_frame(payload, event_name=event_name, max_size=max_size)
-    if event.type != EventType.JOB_STATUS:
+    if event.type != _JOB_STATUS:
         return [event]
     derived = derive_lifecycle(event)
     return [event] if derived is None else [event, derived]

@@ -58,8 +58,7 @@ class ChunkedBody(BodyReader):
                     break
                 out.append(buf[pos:stop])
                 pos, left, crlf = stop, 0, True
-                continue
-            if crlf:
+            if crlf:  # straight after the data, not one more turn of the loop
                 if end - pos < 2:
                     break
                 if buf[pos : pos + 2] != b"\r\n":
@@ -72,7 +71,11 @@ class ChunkedBody(BodyReader):
                 if end - pos >= _MAX_SIZE_LINE:
                     raise ProtocolError("chunk size line too long", reason="bad_chunk")
                 break
-            size = _chunk_size(buf[pos:line_end])
+            line = buf[pos:line_end]
+            # The usual line is bare hex; extensions and errors take the slow path.
+            size = (
+                int(line, 16) if 0 < len(line) <= 16 and not line.strip(_HEX) else _chunk_size(line)
+            )
             pos = line_end + 2
             if size == 0:
                 self.finished = True

@@ -12,17 +12,19 @@ without the retry count.
 - An event **without** a retry count is a duplicate if its base was seen in any form.
 
 Only job lifecycle events and ``job.status`` are considered; everything else passes.
-Memory is bounded: entries expire after ``window`` seconds and each table is capped at
-``max_entries`` (the oldest go first).
+
+Memory is bounded by time and size without per-entry expiry work: entries live in two
+generations of plain dicts. Lookups see both and compare the time an entry was seen
+with the window; every ``window`` seconds the older generation is dropped whole, and
+so it is when the younger one reaches half of ``max_entries`` (the oldest go first).
+An entry is therefore forgotten between one and two windows after it was seen.
 """
 
 from __future__ import annotations
 
-import math
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
+from typing import Any
 
 from spooled_integrations.protocol import Event, EventType
 
@@ -42,54 +44,38 @@ DEDUPED_TYPES = frozenset(
 """Event types subject to duplicate suppression."""
 
 
-class _ExpiringSet:
-    """Keys with an insertion time; oldest first, so expiry pops from the front."""
+class _Generations:
+    """A dict kept as a young and an old generation (see the module docstring)."""
 
-    __slots__ = ("_items", "_max")
+    __slots__ = ("_half", "old", "young")
 
     def __init__(self, max_entries: int) -> None:
-        self._items: OrderedDict[str, float] = OrderedDict()
-        self._max = max_entries
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._items
+        self.young: dict[str, Any] = {}
+        self.old: dict[str, Any] = {}
+        self._half = max(1, max_entries // 2)
 
     def __len__(self) -> int:
-        return len(self._items)
+        return len(self.young) + len(self.old)
 
-    def add(self, key: str, now: float) -> None:
-        items = self._items
-        if key in items:
-            del items[key]  # re-added: it moves to the back
-        items[key] = now
-        if len(items) > self._max:
-            items.popitem(last=False)
+    def get(self, key: str) -> Any:
+        found = self.young.get(key)
+        return self.old.get(key) if found is None else found
 
-    def expire(self, before: float) -> float:
-        """Drop keys seen at or before ``before``; the time of the oldest one left."""
-        items = self._items
-        while items:
-            key, seen_at = next(iter(items.items()))
-            if seen_at > before:
-                return seen_at
-            del items[key]
-        return math.inf
+    def put(self, key: str, value: Any) -> None:
+        young = self.young
+        young[key] = value
+        if len(young) >= self._half:
+            self.rotate()
 
-
-def _expire_bases(bases: OrderedDict[str, tuple[float, float | None]], before: float) -> float:
-    """:meth:`_ExpiringSet.expire` for the table of bases (ordered by first time)."""
-    while bases:
-        base, (seen_at, _) = next(iter(bases.items()))
-        if seen_at > before:
-            return seen_at
-        del bases[base]
-    return math.inf
+    def rotate(self) -> None:
+        self.old, self.young = self.young, {}
 
 
 class DuplicateFilter:
     """The duplicate window: :meth:`is_duplicate` checks an event and remembers it.
 
-    ``clock`` is a monotonic clock in seconds (injectable for tests). Thread-safe.
+    ``clock`` is a monotonic clock in seconds (injectable for tests). Not locked: one
+    thread (the runtime's dispatch thread) calls it.
     """
 
     def __init__(
@@ -105,18 +91,14 @@ class DuplicateFilter:
             raise ValueError("max_entries must be >= 1")
         self.window = window
         self._clock = clock
-        self._lock = threading.Lock()
-        self._full = _ExpiringSet(max_entries)  # full keys of events with a retry count
-        # base -> (last seen in any form, last seen without a retry count or None),
-        # ordered by the first time: one table where two would cost two updates per event
-        self._bases: OrderedDict[str, tuple[float, float | None]] = OrderedDict()
-        self._max = max_entries
-        # No entry is older than this, so nothing expires before now - window reaches it.
-        self._oldest = math.inf
+        # base -> (last seen in any form, last seen without a retry count or None)
+        self._bases = _Generations(max_entries)
+        self._full = _Generations(max_entries)  # full key -> seen at (retry count events)
+        self._rotated_at = clock()
 
     def __len__(self) -> int:
-        with self._lock:
-            return len(self._bases)
+        """Entries held (expired ones too, until their generation is dropped)."""
+        return len(self._bases) + len(self._full)
 
     def is_duplicate(self, event: Event) -> bool:
         """True if ``event`` repeats a transition seen within the window.
@@ -130,35 +112,36 @@ class DuplicateFilter:
             return False
         base, key = event.identity()
         now = self._clock()
+        if now - self._rotated_at >= self.window:
+            self._age(now)
         before = now - self.window
-        with self._lock:
-            if self._oldest <= before:
-                self._expire(before)
-            bases = self._bases
-            seen = bases.get(base)  # present means seen within the window (expired above)
-            if key is not base:  # the event carries a retry count (identity() shares base)
-                bare_at = seen[1] if seen is not None else None
-                if key in self._full or (bare_at is not None and bare_at > before):
-                    return True
-                self._full.add(key, now)
-            elif seen is not None:
+        bases = self._bases
+        seen = bases.get(base)
+        if seen is not None and seen[0] <= before:
+            seen = None  # in a generation not yet dropped, but outside the window
+        if key is not base:  # a retry count (identity() returns base twice otherwise)
+            bare_at = seen[1] if seen is not None else None
+            full_at = self._full.get(key)
+            if (full_at is not None and full_at > before) or (
+                bare_at is not None and bare_at > before
+            ):
                 return True
-            else:
-                bare_at = now
-            if seen is not None:
-                bases.move_to_end(base)
-            bases[base] = (now, bare_at)
-            if len(bases) > self._max:
-                bases.popitem(last=False)
-            if self._oldest == math.inf:
-                self._oldest = now
+            self._full.put(key, now)
+        elif seen is not None:
+            return True
+        else:
+            bare_at = now
+        bases.put(base, (now, bare_at))
         return False
 
     def clear(self) -> None:
-        with self._lock:
-            self._full.expire(math.inf)
-            self._bases.clear()
-            self._oldest = math.inf
+        for table in (self._bases, self._full):
+            table.young, table.old = {}, {}
 
-    def _expire(self, before: float) -> None:
-        self._oldest = min(self._full.expire(before), _expire_bases(self._bases, before))
+    def _age(self, now: float) -> None:
+        """Drop a generation per window passed: one for one window, both for two."""
+        passed = 2 if now - self._rotated_at >= 2 * self.window else 1
+        for _ in range(passed):
+            self._bases.rotate()
+            self._full.rotate()
+        self._rotated_at = now

@@ -105,13 +105,25 @@ def test_memory_is_bounded_by_time_and_size(clock, make_event):
     capped = DuplicateFilter(window=60.0, max_entries=100, clock=clock)
     for i in range(1000):
         capped.is_duplicate(make_event("JobCompleted", job_id=f"j{i}", queue_name="q"))
-    assert len(capped) == 100
+    assert 50 <= len(capped) <= 100
     # the oldest were evicted by the cap, the newest are still remembered
     assert not capped.is_duplicate(make_event("JobCompleted", job_id="j0", queue_name="q"))
     assert capped.is_duplicate(make_event("JobCompleted", job_id="j999", queue_name="q"))
-    clock.now += 61
+    clock.now += 61  # one window: still held, no longer a duplicate
+    assert not capped.is_duplicate(make_event("JobCompleted", job_id="j999", queue_name="q"))
+    clock.now += 121  # two windows: every old entry is gone
     capped.is_duplicate(make_event("JobCompleted", job_id="fresh", queue_name="q"))
     assert len(capped) == 1
+
+
+def test_an_entry_in_the_old_generation_still_counts_within_the_window(clock, make_event):
+    dedupe = DuplicateFilter(window=60.0, clock=clock)
+    assert not dedupe.is_duplicate(failed_direct(make_event, job="a"))
+    clock.now += 40
+    assert not dedupe.is_duplicate(failed_direct(make_event, job="b"))
+    clock.now += 30  # a rotation: "a" (70 s old) and "b" (30 s) are in the old generation
+    assert not dedupe.is_duplicate(failed_direct(make_event, job="a"))
+    assert dedupe.is_duplicate(failed_direct(make_event, job="b"))
 
 
 def test_invalid_settings():
