@@ -312,10 +312,12 @@ class Dispatcher:
             logger.exception("fleet coordination failed; retrying")
 
     def _dispatch(self, event: Event, received_at: float = 0.0) -> None:
-        age = self._age(event) if self._needs_age else None
-        if self._max_age is not None and age is not None and age > self._max_age:
-            self._drop(event, "stale", f"{age:.1f}s old (max_age {self._max_age}s)")
-            return
+        age = None
+        if self._needs_age:
+            age = self._age(event)
+            if self._max_age is not None and age is not None and age > self._max_age:
+                self._drop(event, "stale", f"{age:.1f}s old (max_age {self._max_age}s)")
+                return
         if self._dedupe is not None and self._dedupe.is_duplicate(event):
             self.metrics.incr("duplicates_suppressed")
             logger.debug("duplicate suppressed: %s", event.identity_key)
@@ -324,8 +326,20 @@ class Dispatcher:
         self.metrics.incr("signals_sent")
         if failed:
             self.metrics.incr("receiver_failures", failed)
+        matched = self._router.match(event)
+        if matched:
+            self._route(event, matched, age, received_at)
+        self.metrics.incr("dispatched")
+
+    def _route(
+        self,
+        event: Event,
+        matched: tuple[Subscription, ...],
+        age: float | None,
+        received_at: float,
+    ) -> None:
         once: list[Subscription] = []
-        for subscription in self._router.match(event):
+        for subscription in matched:
             if subscription.target is None:
                 continue
             limit = subscription.max_age
@@ -340,7 +354,6 @@ class Dispatcher:
             self._publish(subscription, event)
         if once and self._coordinator is not None:
             self._coordinator.dispatch(event, once, received_at)
-        self.metrics.incr("dispatched")
 
     def _publish_once(self, subscription: Subscription, event: Event) -> None:
         """A coordinated publish, maybe later than the event arrived: check max_age again."""

@@ -133,9 +133,13 @@ class SpooledSignal(NamedSignal):
         """
         entry = self._cache.get(sender)
         if entry is not None and entry[0] == self._version:
-            receivers = [ref() for ref in entry[2]]
-            if None not in receivers:
-                return entry[1], receivers
+            receivers = []
+            for ref in entry[2]:
+                receiver = ref()
+                if receiver is None:
+                    return self._refresh(sender)
+                receivers.append(receiver)
+            return entry[1], receivers
         return self._refresh(sender)
 
     def _refresh(self, sender: Any) -> tuple[Any, list[Callable[..., Any]]]:
