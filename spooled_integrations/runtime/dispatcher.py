@@ -145,6 +145,7 @@ class Dispatcher:
         self._overflow_unlogged = 0
         self._coordinator = coordinator
         self._last_done: tuple[float, Event | None] = (time.monotonic(), None)
+        self._counts: dict[str, int] = {}  # the dispatch thread's metrics table (see _run)
         if coordinator is not None:
             coordinator.attach(
                 DispatchHooks(
@@ -263,6 +264,7 @@ class Dispatcher:
         return received_at, event.identity_key if event is not None else None
 
     def _run(self) -> None:
+        self._counts = self.metrics.thread_counts()  # _dispatch runs on this thread only
         coordinator = self._coordinator
         timeout = coordinator.poll_interval if coordinator is not None else None
         while True:
@@ -323,13 +325,14 @@ class Dispatcher:
             logger.debug("duplicate suppressed: %s", event.identity_key)
             return
         _, failed = send_isolated(spooled_signal, event.type, event=event)
-        self.metrics.incr("signals_sent")
+        counts = self._counts
+        counts["signals_sent"] += 1
         if failed:
-            self.metrics.incr("receiver_failures", failed)
+            counts["receiver_failures"] += failed
         matched = self._router.match(event)
         if matched:
             self._route(event, matched, age, received_at)
-        self.metrics.incr("dispatched")
+        counts["dispatched"] += 1
 
     def _route(
         self,

@@ -58,6 +58,15 @@ class Metrics:
             counts = self._own_table()
         counts[name] += amount
 
+    def thread_counts(self) -> dict[str, int]:
+        """This thread's table of plain counters: ``table[name] += n`` counts without a
+        call, for one thread's per-event loop. Use it on the thread that asked for it."""
+        try:
+            counts: dict[str, int] = self._local.counts
+        except AttributeError:
+            counts = self._own_table()
+        return counts
+
     def _own_table(self) -> dict[str, int]:
         # Every key exists from the start: summing never meets a table changing size.
         counts = self._local.counts = dict.fromkeys(COUNTERS, 0)
