@@ -91,7 +91,8 @@ class DuplicateFilter:
             raise ValueError("max_entries must be >= 1")
         self.window = window
         self._clock = clock
-        # base -> (last seen in any form, last seen without a retry count or None)
+        # base -> time last seen without a retry count (in any form then), or else
+        # (last seen in any form, last seen without a retry count or None)
         self._bases = _Generations(max_entries)
         self._full = _Generations(max_entries)  # full key -> seen at (retry count events)
         self._rotated_at = clock()
@@ -117,21 +118,24 @@ class DuplicateFilter:
         before = now - self.window
         bases = self._bases
         seen = bases.get(base)
-        if seen is not None and seen[0] <= before:
-            seen = None  # in a generation not yet dropped, but outside the window
+        if isinstance(seen, tuple):
+            last_at, bare_at = seen
+        else:
+            last_at = bare_at = seen
+        if last_at is not None and last_at <= before:
+            bare_at = None  # in a generation not yet dropped, but outside the window
+        elif last_at is not None and key is base:
+            return True
         if key is not base:  # a retry count (identity() returns base twice otherwise)
-            bare_at = seen[1] if seen is not None else None
             full_at = self._full.get(key)
             if (full_at is not None and full_at > before) or (
                 bare_at is not None and bare_at > before
             ):
                 return True
             self._full.put(key, now)
-        elif seen is not None:
-            return True
+            bases.put(base, (now, bare_at))
         else:
-            bare_at = now
-        bases.put(base, (now, bare_at))
+            bases.put(base, now)  # a bare float, not a pair: nothing for the collector
         return False
 
     def clear(self) -> None:
