@@ -399,7 +399,8 @@ class BaseClient:
 
     def _handle_frame(self, payload: bytes | str, event_name: str | None = None) -> list[Event]:
         """Normalize one frame and deliver its events; bad frames are counted and skipped."""
-        self.stats.frames_received += 1
+        stats = self.stats
+        stats.frames_received += 1
         try:
             events = normalize(
                 payload, event_name=event_name, max_size=self.options.max_frame_bytes
@@ -407,8 +408,22 @@ class BaseClient:
         except ProtocolError as exc:
             self._count_protocol_error(exc)
             return []
-        for event in events:
-            self._deliver(event)
+        for event in events:  # this loop runs for every event: kept flat
+            if self.filter is not None and not self.filter.matches(event):
+                stats.filtered_out += 1
+                continue
+            if event.type != _PING:
+                stats.events_delivered += 1
+            for handler in self._event_handlers:
+                try:
+                    handler(event)
+                except Exception:
+                    self._handler_failed(handler)
+            if self._batch_handlers:
+                self._batch.append(event)
+            typed = self._typed_handlers.get(event.type)
+            if typed:
+                self._deliver_typed(event, typed)
         return events
 
     def _count_protocol_error(self, exc: ProtocolError) -> None:
@@ -419,33 +434,18 @@ class BaseClient:
         )
         self._emit_error(exc)
 
-    def _deliver(self, event: Event) -> None:
-        if self.filter is not None and not self.filter.matches(event):
-            self.stats.filtered_out += 1
-            return
-        if event.type != _PING:
-            self.stats.events_delivered += 1
-        for handler in self._event_handlers:
-            try:  # _call() inlined: this runs for every event
-                handler(event)
-            except Exception:
-                self._handler_failed(handler)
-        if self._batch_handlers:
-            self._batch.append(event)
-        typed = self._typed_handlers.get(event.type)
-        if typed:
-            views: dict[str, Any] = {}
-            for category, handler in typed:
-                try:
-                    view = views.get(category)
-                    if view is None:
-                        view = views[category] = getattr(event, category)()
-                except ValueError as exc:
-                    self._log.warning(
-                        "Spooled: %s does not fit its typed view: %s", event.type, exc
-                    )
-                    continue
-                self._call(handler, view)
+    def _deliver_typed(self, event: Event, typed: list[tuple[str, Callable[[Any], Any]]]) -> None:
+        """Typed handlers get the view of their category, built once per event."""
+        views: dict[str, Any] = {}
+        for category, handler in typed:
+            try:
+                view = views.get(category)
+                if view is None:
+                    view = views[category] = getattr(event, category)()
+            except ValueError as exc:
+                self._log.warning("Spooled: %s does not fit its typed view: %s", event.type, exc)
+                continue
+            self._call(handler, view)
 
     def _deliver_batch(self) -> None:
         """Hand what the last read completed to the batch handlers (see on_events)."""
