@@ -1,9 +1,10 @@
 """The dispatch stage: a bounded queue and one thread between the reader and the targets.
 
-The network reader calls :meth:`Dispatcher.submit`, which never blocks: when the queue
-is full the event is dropped, counted and signalled, so a slow receiver or a slow broker
-can never stall reading (and with it the connection's liveness). The dispatch thread
-takes events in order and, for each one:
+The network reader calls :meth:`Dispatcher.submit_many` once per socket read with the
+events that read completed; it never blocks: what does not fit in the queue is dropped,
+counted and signalled, so a slow receiver or a slow broker can never stall reading (and
+with it the connection's liveness). The dispatch thread takes events in order and, for
+each one:
 
 1. drops it if older than the global ``max_age`` (server timestamp);
 2. drops it if it repeats a job transition inside the duplicate window;
@@ -117,12 +118,12 @@ class Dispatcher:
         self._publisher = publisher
         self.metrics = metrics if metrics is not None else Metrics()
         self._dedupe = dedupe
-        # SimpleQueue: no mutex shared by reader and dispatcher (Queue's cost ~17 % of
-        # both threads). The reader is the only producer, so the size check is exact.
+        # SimpleQueue of (received at, [events]) batches: no mutex shared by reader and
+        # dispatcher (Queue's cost ~17 % of both threads). The size limit counts events:
+        # each counter is written by one thread only (reader, dispatcher), so their
+        # difference is the number waiting, exact without a lock.
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._queue_size = queue_size
-        # Each written by one thread only (reader, dispatcher): their difference is
-        # the number of events waiting, without a lock.
         self._submitted = self._taken = 0
         self._retry = retry or RetryPolicy()
         self._max_age = max_age

@@ -134,8 +134,8 @@ class SpooledSignal(NamedSignal):
         entry = self._cache.get(sender)
         if entry is not None and entry[0] == self._version:
             receivers = []
-            for ref in entry[2]:
-                receiver = ref()
+            for reference in entry[2]:
+                receiver = reference()
                 if receiver is None:
                     return self._refresh(sender)
                 receivers.append(receiver)
