@@ -29,6 +29,7 @@ from spooled_integrations.protocol import _json
 from spooled_integrations.protocol.wsframes import (
     OP_BINARY,
     OP_CLOSE,
+    OP_OVERSIZED,
     OP_PING,
     OP_TEXT,
     FrameReader,
@@ -154,7 +155,7 @@ class WebSocketClient(BaseClient):
             raise SpooledConnectionError("WebSocket closed before reading")
         # Whole socket reads through our frame reader (see protocol.wsframes); the
         # handshake and everything we send stay with websocket-client.
-        reader = FrameReader()
+        reader = FrameReader(max_message=self.options.max_frame_bytes)
         feed, recv, handle = reader.feed, sock.recv, self._handle_frame
         deliver_batch = self._deliver_batch
         while True:
@@ -191,6 +192,12 @@ class WebSocketClient(BaseClient):
         if opcode == OP_BINARY:
             self.stats.frames_received += 1
             self._count_protocol_error(ProtocolError("binary frame ignored", reason="binary"))
+        elif opcode == OP_OVERSIZED:  # skipped by the reader as it arrived, never buffered
+            self.stats.frames_received += 1
+            limit = self.options.max_frame_bytes
+            self._count_protocol_error(
+                ProtocolError(f"frame over the {limit}-byte limit skipped", reason="too_large")
+            )
         elif opcode == OP_PING:
             with contextlib.suppress(websocket.WebSocketException, OSError):
                 ws.pong(data)

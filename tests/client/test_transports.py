@@ -560,3 +560,20 @@ def test_batch_handlers_get_every_event_once_in_order_after_per_event_handlers(
     assert [e.data["job_id"] for e in flattened()] == [f"j{n}" for n in range(200)]
     assert flattened() == not_ping(singles.items)[:200]  # the same objects, same order
     assert all(batch for batch in batches.items)  # never an empty call
+
+
+def test_websocket_skips_a_huge_frame_and_reads_on(
+    spooled_emulator: Emulator, make_client: ClientFactory
+) -> None:
+    client = make_client(spooled_emulator, "ws", max_frame_bytes=2000)
+    seen: Collector[Event] = Collector()
+    client.on_event(seen)
+    client.connect()
+    spooled_emulator.wait_for_connections(1, transport="ws")
+    huge = '{"type":"JobCompleted","data":{"job_id":"' + "x" * 4_000_000 + '"}}'
+    spooled_emulator.publish_raw(huge)  # arrives over many socket reads
+    spooled_emulator.publish("job.completed", job_id="after", queue_name="q", duration_ms=1)
+    assert seen.wait_for(lambda items: any(e.job_id == "after" for e in items))
+    assert client.stats.protocol_errors == {"too_large": 1}
+    assert client.state is ConnectionState.CONNECTED
+    assert client.stats.reconnects == 0

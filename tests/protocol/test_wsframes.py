@@ -12,6 +12,7 @@ from spooled_integrations.protocol.wsframes import (
     OP_BINARY,
     OP_CLOSE,
     OP_CONTINUATION,
+    OP_OVERSIZED,
     OP_PING,
     OP_PONG,
     OP_TEXT,
@@ -130,3 +131,67 @@ def test_any_bytes_raise_nothing_but_protocol_error(data: bytes, cuts: list[int]
                 assert isinstance(payload, bytes)
     except ProtocolError as exc:
         assert exc.reason == "bad_frame"
+
+
+def read_limited(chunks: list[bytes], limit: int) -> tuple[list[tuple[int, bytes]], FrameReader]:
+    reader = FrameReader(max_message=limit)
+    out: list[tuple[int, bytes]] = []
+    for chunk in chunks:
+        out.extend(reader.feed(chunk))
+    return out, reader
+
+
+def test_an_oversized_frame_is_skipped_as_it_arrives_without_being_kept() -> None:
+    huge = b"x" * 300_000
+    stream = frame(OP_TEXT, b"before") + frame(OP_TEXT, huge) + frame(OP_TEXT, b"after")
+    pieces = [stream[i : i + 4096] for i in range(0, len(stream), 4096)]
+    reader = FrameReader(max_message=1000)
+    out: list[tuple[int, bytes]] = []
+    held = []
+    for piece in pieces:
+        out.extend(reader.feed(piece))
+        held.append(sum(len(c) for c in reader._chunks))
+    assert out == [(OP_TEXT, b"before"), (OP_OVERSIZED, b""), (OP_TEXT, b"after")]
+    assert max(held) < 4096 + 16  # never more than one read's worth, not the frame
+
+
+def test_a_fragmented_message_over_the_limit_is_reported_once_and_skipped() -> None:
+    stream = (
+        frame(OP_TEXT, b"a" * 600, fin=False)
+        + frame(OP_PING, b"p")
+        + frame(OP_CONTINUATION, b"b" * 600, fin=False)
+        + frame(OP_CONTINUATION, b"c" * 600, fin=False)
+        + frame(OP_CONTINUATION, b"d", fin=True)
+        + frame(OP_TEXT, b"next")
+    )
+    for pieces in ([stream], [stream[i : i + 7] for i in range(0, len(stream), 7)]):
+        out, _ = read_limited(pieces, 1000)
+        assert out == [(OP_PING, b"p"), (OP_OVERSIZED, b""), (OP_TEXT, b"next")]
+
+
+def test_messages_at_the_limit_pass_and_a_bad_oversized_frame_still_fails() -> None:
+    out, _ = read_limited([frame(OP_TEXT, b"x" * 1000) + frame(OP_BINARY, b"y" * 1000)], 1000)
+    assert out == [(OP_TEXT, b"x" * 1000), (OP_BINARY, b"y" * 1000)]
+    with pytest.raises(ProtocolError):  # a continuation with no message, oversized or not
+        read_limited([frame(OP_CONTINUATION, b"z" * 5000)], 1000)
+
+
+@given(st.lists(st.integers(min_value=0, max_value=10_000), max_size=8))
+def test_skipping_does_not_depend_on_where_reads_split(cuts: list[int]) -> None:
+    stream = (
+        frame(OP_TEXT, b"one")
+        + frame(OP_TEXT, b"L" * 3000)
+        + frame(OP_TEXT, b"f" * 400, fin=False)
+        + frame(OP_CONTINUATION, b"g" * 400, fin=True)
+        + frame(OP_TEXT, b"M" * 400, fin=False)
+        + frame(OP_CONTINUATION, b"N" * 700, fin=True)
+        + frame(OP_TEXT, b"two")
+    )
+    out, _ = read_limited(split_at(stream, cuts), 1000)
+    assert out == [
+        (OP_TEXT, b"one"),
+        (OP_OVERSIZED, b""),
+        (OP_TEXT, b"f" * 400 + b"g" * 400),
+        (OP_OVERSIZED, b""),
+        (OP_TEXT, b"two"),
+    ]
