@@ -195,7 +195,8 @@ class SSEClient(BaseClient):
     def _read(self, session: Any) -> ReadOutcome:
         stream: _Stream = session
         recv, feed_body = stream.sock.recv, stream.body.feed
-        decoder = SSEDecoder()
+        decoder = SSEDecoder(max_message=self.options.max_frame_bytes)
+        oversized = 0
         feed_events, handle = decoder.feed, self._handle_frame
         deliver_batch = self._deliver_batch
         follows_job = self._job_id is not None
@@ -211,6 +212,9 @@ class SSEClient(BaseClient):
                     events = handle(message.data, message.event)
                     if follows_job and _job_stream_over(events):
                         return "finished"
+                if decoder.oversized != oversized:
+                    self._count_oversized(decoder.oversized - oversized)
+                    oversized = decoder.oversized
                 deliver_batch()
                 if stream.body.finished:
                     self._raise_if_stopping()
@@ -229,6 +233,15 @@ class SSEClient(BaseClient):
                 if stream.body.ends_at_close:
                     return "closed"
                 raise SpooledConnectionError("SSE stream dropped: connection closed mid-body")
+
+    def _count_oversized(self, count: int) -> None:
+        """Events the decoder dropped for their size count as skipped frames."""
+        limit = self.options.max_frame_bytes
+        for _ in range(count):
+            self.stats.frames_received += 1
+            self._count_protocol_error(
+                ProtocolError(f"event over the {limit}-byte limit skipped", reason="too_large")
+            )
 
     def _close(self, session: Any) -> None:
         self._drop_socket()

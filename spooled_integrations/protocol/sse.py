@@ -27,20 +27,29 @@ _new_message = tuple.__new__
 
 
 class SSEDecoder:
-    """Feed byte chunks; get complete messages. Comments are ignored (counted)."""
+    """Feed byte chunks; get complete messages. Comments are ignored (counted).
+
+    With ``max_message``, an event whose data (or one unfinished line) is longer than
+    that is dropped and counted in ``oversized``; what is held stays within the limit
+    plus one chunk, whatever the server sends.
+    """
 
     __slots__ = (
         "_data",
+        "_dropping",
         "_event",
         "_first",
         "_last_id",
+        "_max",
         "_pending",
         "_retry",
         "_skip_lf",
+        "_skipping_line",
         "comments",
+        "oversized",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, max_message: int | None = None) -> None:
         self._pending = b""
         self._skip_lf = False
         self._first = True
@@ -48,7 +57,11 @@ class SSEDecoder:
         self._data: list[str] = []
         self._last_id: str | None = None
         self._retry: int | None = None
+        self._max = max_message
+        self._dropping = False  # the event in progress is over the limit
+        self._skipping_line = False  # inside a line over the limit: drop to its end
         self.comments = 0
+        self.oversized = 0
 
     @property
     def last_event_id(self) -> str | None:
@@ -56,6 +69,8 @@ class SSEDecoder:
 
     def feed(self, chunk: bytes) -> list[SSEMessage]:
         """Decode ``chunk`` and return the messages it completed."""
+        if self._skipping_line:
+            chunk = self._past_skipped_line(chunk)
         if not chunk:
             return []
         if self._skip_lf:
@@ -69,6 +84,7 @@ class SSEDecoder:
         end = buffer.rfind(b"\n")
         if end < 0:
             self._pending = buffer
+            self._check_size()
             return []
         self._pending = buffer[end + 1 :]
         # Complete lines are complete UTF-8: decoding them at once is safe and cheap.
@@ -82,9 +98,15 @@ class SSEDecoder:
         for line in text.split("\n"):
             if not line:
                 if data:
-                    fields = (self._event or "message", "\n".join(data), self._last_id, self._retry)
-                    out.append(_new_message(SSEMessage, fields))
+                    joined = "\n".join(data)
+                    if self._dropping or (self._max is not None and len(joined) > self._max):
+                        if not self._dropping:  # counted once per event
+                            self.oversized += 1
+                    else:
+                        fields = (self._event or "message", joined, self._last_id, self._retry)
+                        out.append(_new_message(SSEMessage, fields))
                     data = self._data = []
+                self._dropping = False
                 self._event = ""
             elif line.startswith("data: "):
                 data.append(line[6:])
@@ -94,12 +116,38 @@ class SSEDecoder:
                 self.comments += 1
             else:
                 self._field(line)
+        self._check_size()
         return out
+
+    def _check_size(self) -> None:
+        """Once per chunk, not per line: drop an event that grew past ``max_message``."""
+        if self._max is None:
+            return
+        if len(self._pending) > self._max:  # one line, still unfinished
+            self._pending = b""
+            self._skipping_line = True
+        elif sum(map(len, self._data)) <= self._max:
+            return
+        self._data = []
+        if not self._dropping:
+            self._dropping = True
+            self.oversized += 1
+
+    def _past_skipped_line(self, chunk: bytes) -> bytes:
+        """What follows the end of the line being skipped (``b""`` while it goes on)."""
+        ends = [i for i in (chunk.find(b"\n"), chunk.find(b"\r")) if i >= 0]
+        if not ends:
+            return b""
+        self._skipping_line = False
+        self._skip_lf = chunk[min(ends) : min(ends) + 1] == b"\r"
+        return chunk[min(ends) + 1 :]
 
     def close(self) -> None:
         """End of stream: an unterminated event is discarded, as the spec says."""
         self._pending = b""
         self._skip_lf = False
+        self._skipping_line = False
+        self._dropping = False
         self._event = ""
         self._data = []
 

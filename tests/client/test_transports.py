@@ -562,14 +562,14 @@ def test_batch_handlers_get_every_event_once_in_order_after_per_event_handlers(
     assert all(batch for batch in batches.items)  # never an empty call
 
 
-def test_websocket_skips_a_huge_frame_and_reads_on(
-    spooled_emulator: Emulator, make_client: ClientFactory
+def test_a_huge_frame_is_skipped_and_reading_goes_on(
+    spooled_emulator: Emulator, make_client: ClientFactory, transport: str
 ) -> None:
-    client = make_client(spooled_emulator, "ws", max_frame_bytes=2000)
+    client = make_client(spooled_emulator, transport, max_frame_bytes=2000)
     seen: Collector[Event] = Collector()
     client.on_event(seen)
     client.connect()
-    spooled_emulator.wait_for_connections(1, transport="ws")
+    spooled_emulator.wait_for_connections(1, transport=transport)
     huge = '{"type":"JobCompleted","data":{"job_id":"' + "x" * 4_000_000 + '"}}'
     spooled_emulator.publish_raw(huge)  # arrives over many socket reads
     spooled_emulator.publish("job.completed", job_id="after", queue_name="q", duration_ms=1)

@@ -117,3 +117,51 @@ def test_arbitrary_bytes_never_raise_and_chunking_is_invisible(
     assert decode_all(split_at(data, cuts)) == whole
     for message in whole:
         assert isinstance(message.data, str)
+
+
+def decode_limited(chunks: list[bytes], limit: int) -> tuple[list[str], SSEDecoder]:
+    decoder = SSEDecoder(max_message=limit)
+    out: list[str] = []
+    for chunk in chunks:
+        out.extend(message.data for message in decoder.feed(chunk))
+    return out, decoder
+
+
+OVERSIZED_STREAM = (
+    b"data: before\n\n"
+    + b"event: big\ndata: "
+    + b"x" * 5000
+    + b"\r\n\r\n"  # one long line
+    + b"data: "
+    + b"y" * 600
+    + b"\ndata: "
+    + b"z" * 600
+    + b"\n\n"  # many lines, too long together
+    + b"data: after\n\n"
+)
+
+
+def test_events_over_the_limit_are_dropped_counted_and_never_held() -> None:
+    pieces = [OVERSIZED_STREAM[i : i + 256] for i in range(0, len(OVERSIZED_STREAM), 256)]
+    decoder = SSEDecoder(max_message=1000)
+    out: list[str] = []
+    held = []
+    for piece in pieces:
+        out.extend(m.data for m in decoder.feed(piece))
+        held.append(len(decoder._pending) + sum(map(len, decoder._data)))
+    assert out == ["before", "after"]
+    assert decoder.oversized == 2
+    assert max(held) <= 1000 + 256
+
+
+@given(st.lists(st.integers(min_value=0, max_value=8000), max_size=8))
+def test_dropping_does_not_depend_on_where_chunks_split(cuts: list[int]) -> None:
+    out, decoder = decode_limited(split_at(OVERSIZED_STREAM, cuts), 1000)
+    assert out == ["before", "after"]
+    assert decoder.oversized == 2
+
+
+def test_without_a_limit_long_events_pass() -> None:
+    out, decoder = decode_limited([OVERSIZED_STREAM], 100_000)
+    assert [len(d) for d in out] == [6, 5000, 1201, 5]
+    assert decoder.oversized == 0
