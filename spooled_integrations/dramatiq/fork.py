@@ -12,7 +12,9 @@ and stops within the middleware's ``stop_timeout`` plus a small grace period, wh
 the connection is doing (a watchdog ends the process if stopping hangs).
 
 The ``dramatiq`` main process does not restart a fork that dies; this one catches and
-logs everything it can so that it does not.
+logs everything it can so that it does not, and holds the run's listener lock so that
+a worker process takes the listener over if it dies all the same (see
+:mod:`.listener_lock`).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from typing import TYPE_CHECKING
 import dramatiq
 
 from spooled_integrations.dramatiq.cli_context import cli_fork_args
+from spooled_integrations.dramatiq.listener_lock import ListenerLock
 
 if TYPE_CHECKING:
     from spooled_integrations.dramatiq.middleware import SpooledMiddleware
@@ -82,20 +85,24 @@ def serve(middleware: SpooledMiddleware, broker: dramatiq.Broker) -> int:
 
     for signum in _STOP_SIGNALS:
         signal.signal(signum, on_signal)
+    parent = os.getppid()
+    lock = ListenerLock(parent)  # if this process dies, a worker takes over
+    lock.create()
     try:
         middleware.start(broker)
     except Exception:
+        lock.retire()
         logger.critical(
             "Spooled listener refused to start; no Spooled events will be routed",
             exc_info=True,
         )
         return _RET_FAILED
-    parent = os.getppid()
     while not stop.wait(_PARENT_CHECK_INTERVAL):
         if os.getppid() != parent:
             logger.warning("Spooled listener: the dramatiq main process is gone, stopping")
             break
     _start_watchdog(middleware.settings.stop_timeout + _WATCHDOG_GRACE)
+    lock.retire()  # a clean stop: no worker takes over
     try:
         middleware.stop()
     finally:

@@ -24,6 +24,7 @@ from dramatiq.middleware import Middleware, MiddlewareError
 from spooled_integrations.dramatiq.actors import ACTOR_OPTIONS, actor_subscriptions
 from spooled_integrations.dramatiq.cli_context import in_cli_worker_process
 from spooled_integrations.dramatiq.fork import spooled_listener
+from spooled_integrations.dramatiq.listener_lock import ListenerLock, ListenerWatch
 from spooled_integrations.dramatiq.publisher import DramatiqPublisher
 from spooled_integrations.dramatiq.settings import DramatiqSettings, resolve_settings
 from spooled_integrations.errors import ConfigurationError, SubscriptionError
@@ -103,6 +104,7 @@ class SpooledMiddleware(Middleware):  # type: ignore[misc,unused-ignore]  # unty
         self._runtime: SpooledRuntime | None = None
         self._prepared: SpooledRuntime | None = None
         self._owner_pid = 0  # the process whose threads self._runtime runs
+        self._watch: ListenerWatch | None = None  # fork mode: ready to replace the fork
 
     def __repr__(self) -> str:
         s = self.settings
@@ -137,6 +139,7 @@ class SpooledMiddleware(Middleware):  # type: ignore[misc,unused-ignore]  # unty
             prepared, self._prepared = self._prepared, None
         if self.settings.mode == "fork" and in_cli_worker_process():
             logger.debug("Spooled listener runs in the dramatiq fork process, not here")
+            self._watch_listener(broker)
             return
         if self.settings.mode == "fork":
             logger.info(
@@ -146,6 +149,10 @@ class SpooledMiddleware(Middleware):  # type: ignore[misc,unused-ignore]  # unty
         self.start(broker, prepared)
 
     def before_worker_shutdown(self, broker: dramatiq.Broker, worker: Any) -> None:
+        with self._lock:
+            watch, self._watch = self._watch, None
+        if watch is not None:
+            watch.stop()
         self.stop()
 
     # -- the listener --------------------------------------------------------------------
@@ -232,6 +239,15 @@ class SpooledMiddleware(Middleware):  # type: ignore[misc,unused-ignore]  # unty
         return {**base, **runtime.status(), "listening_here": True}
 
     # -- helpers -----------------------------------------------------------------------
+
+    def _watch_listener(self, broker: dramatiq.Broker) -> None:
+        """Take the listener over if the fork process dies (see :mod:`.listener_lock`)."""
+        lock = ListenerLock(os.getppid())
+        lock.remove_stale()  # the fork starts after every worker booted
+        watch = ListenerWatch(lock, lambda: self.start(broker))
+        with self._lock:
+            self._watch = watch
+        watch.start()
 
     def _collect(self, broker: dramatiq.Broker) -> tuple[SubscriptionSet, list[str]]:
         problems: list[str] = []

@@ -203,3 +203,36 @@ def test_a_bad_subscription_stops_dramatiq_at_boot(
     assert "Spooled listener refused to boot" in log
     assert "no actor 'record_failur'" in log and "did you mean 'record_failure'?" in log
     assert emulator.connections_accepted("ws") == 0
+
+
+@pytest.mark.redis
+def test_a_killed_listener_fork_is_replaced_by_one_worker(
+    emulator: Emulator, run_dramatiq: RunDramatiq, redis_broker: dict[str, str]
+) -> None:
+    """The dramatiq main process ignores a dead fork; a worker takes the listener over."""
+    import os
+    import re
+    import signal
+
+    run = run_dramatiq("cli_app", {**redis_broker, **spooled_env(emulator)})
+    assert emulator.wait_for_connections(1, timeout=BOOT_TIMEOUT), run.log_text()
+    found = re.search(r"Spooled listener started in pid (\d+) \(mode=fork", run.log_text())
+    assert found, run.log_text()
+    os.kill(int(found.group(1)), signal.SIGKILL)
+
+    deadline = time.monotonic() + 10
+    while emulator.connections_accepted("ws") < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(2.5)  # the other worker's checks: it must not start a second listener
+    log = run.log_text()
+    assert emulator.connections_accepted("ws") == 2, log
+    assert emulator.connections_current("ws") == 1, log
+    assert log.count("takes the listener over") == 1, log
+
+    expected = publish_failures(emulator, EVENTS)
+    run.wait_records(EVENTS, timeout=30)
+    time.sleep(1.0)
+    records = run.records()
+    assert sorted(r["event"]["data"]["job_id"] for r in records) == sorted(expected), log
+    assert_clean_stop(run)
+    assert emulator.connections_current("ws") == 0
