@@ -16,13 +16,17 @@ is gone.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import os
 import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: no flock, so no takeover
+    fcntl = None  # type: ignore[assignment]
 
 __all__ = ["ListenerLock", "ListenerWatch"]
 
@@ -45,6 +49,8 @@ class ListenerLock:
 
     def create(self) -> None:
         """Create the file, locked by this process (the listener's own process)."""
+        if fcntl is None:
+            return
         temporary = self.path.with_name(f"{self.path.name}.{os.getpid()}")
         fd = os.open(temporary, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
         fcntl.flock(fd, fcntl.LOCK_EX)
@@ -54,6 +60,8 @@ class ListenerLock:
 
     def take_if_orphaned(self) -> bool:
         """Take the lock if the file exists and its holder is gone; True if taken."""
+        if fcntl is None:
+            return False
         try:
             fd = os.open(self.path, os.O_RDWR)
         except FileNotFoundError:
