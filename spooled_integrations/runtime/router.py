@@ -116,7 +116,8 @@ class _Bucket:
     """The routes of one event type: by queue name, and for any other queue.
 
     A queue's candidates include the routes without a queue filter, so matching is
-    one lookup whether a type has no rule, one or a thousand.
+    one lookup whether a type has no rule, one or a thousand. (The price: each queue
+    name holds its own copy of those references, built once at load.)
     """
 
     by_queue: Mapping[Any, _Candidates]  # str keys; looked up with whatever the event has
