@@ -7,7 +7,10 @@ handler. Contenders run interleaved, ``--rounds`` times, in one run; the table s
 medians and speed relative to the raw-library reference of that transport (higher is
 faster). Needs ``pip install -r bench/requirements.txt`` for the official SDK. Not a test.
 
-    python bench/stream.py [--events 100000] [--rounds 5] [--only ws|sse] [--select TEXT]
+    python bench/stream.py [--events 100000] [--rounds 5] [--only ws|sse] [--select TEXT] [--no-gc]
+
+The ``gc us/event`` column is the time the garbage collector ran during a contender's
+run (``gc.callbacks``), per event; ``--no-gc`` shows what the run costs without it.
 
 Contenders (``ref`` marks the reference each ratio is taken against):
 
@@ -21,6 +24,7 @@ Contenders (``ref`` marks the reference each ratio is taken against):
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import statistics
 import subprocess
@@ -70,6 +74,29 @@ class Server:
         assert self.proc.stdin is not None
         self.proc.stdin.close()
         self.proc.wait(10)
+
+
+class GcMeter:
+    """Time spent in the garbage collector while a contender runs (``gc.callbacks``)."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.seconds += time.perf_counter() - self._started
+
+    def measure(self, contender: Contender, server: Server, n: int) -> tuple[float, float]:
+        """``(elapsed, seconds in the collector)`` of one run of ``contender``."""
+        self.seconds = 0.0
+        gc.callbacks.append(self)
+        try:
+            return contender(server, n), self.seconds
+        finally:
+            gc.callbacks.remove(self)
 
 
 class Counter:
@@ -270,24 +297,32 @@ def run(transport: str, server: Server, n: int, rounds: int, select: str | None)
         if select is None or select in name or "[ref]" in name
     }
     samples: dict[str, list[float]] = {name: [] for name in contenders}
+    in_gc: dict[str, list[float]] = {name: [] for name in contenders}
+    meter = GcMeter()
     names = list(contenders)
     for round_no in range(rounds):
         # Rotate the order each round so no contender always runs first (or last).
         shift = round_no % len(names)
         for name in names[shift:] + names[:shift]:
-            samples[name].append(contenders[name](server, n))
+            elapsed, collecting = meter.measure(contenders[name], server, n)
+            samples[name].append(elapsed)
+            in_gc[name].append(collecting)
     medians = {name: statistics.median(values) for name, values in samples.items()}
     reference = next(name for name in names if "[ref]" in name)
     ref_time = medians[reference]
     print(
         f"\n{transport.upper()}: {n:,} events x {rounds} rounds (median; speed = ref time / time)"
     )
-    print(f"  {'contender':<48} {'median s':>9} {'events/s':>10} {'us/event':>9} {'speed':>7}")
+    print(
+        f"  {'contender':<48} {'median s':>9} {'events/s':>10} {'us/event':>9} {'speed':>7}"
+        f" {'gc us/event':>12}"
+    )
     for name in names:
         median = medians[name]
+        collecting = statistics.median(in_gc[name])
         print(
             f"  {name:<48} {median:9.3f} {n / median:10,.0f} {median / n * 1e6:9.2f} "
-            f"{ref_time / median:6.2f}x"
+            f"{ref_time / median:6.2f}x {collecting / n * 1e6:12.2f}"
         )
     runtime = next((name for name in names if "SpooledRuntime" in name), None)
     sdk = next((name for name in names if "SDK" in name), None)
@@ -309,7 +344,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--only", choices=("ws", "sse"))
     parser.add_argument("--select", help="run only contenders whose name contains this (+ refs)")
+    parser.add_argument(
+        "--no-gc", action="store_true", help="what-if: run with the garbage collector disabled"
+    )
     args = parser.parse_args()
+    if args.no_gc:
+        gc.disable()
     server = Server(args.events)
     try:
         for transport in ("ws", "sse"):
