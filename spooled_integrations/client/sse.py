@@ -208,7 +208,10 @@ class SSEClient(BaseClient):
                     body = feed_body(data)
                 except ProtocolError as exc:
                     raise SpooledConnectionError(f"SSE stream framing broken: {exc}") from None
-                for message in feed_events(body):
+                messages = feed_events(body)
+                messages.reverse()  # popped: each message is let go once handled (less GC)
+                while messages:
+                    message = messages.pop()
                     events = handle(message.data, message.event)
                     if follows_job and _job_stream_over(events):
                         return "finished"

@@ -178,7 +178,9 @@ class WebSocketClient(BaseClient):
                 messages = feed(chunk)
             except ProtocolError as exc:
                 raise SpooledConnectionError(f"WebSocket protocol error: {exc}") from None
-            for opcode, data in messages:
+            messages.reverse()  # popped: each message is let go once handled (less GC)
+            while messages:
+                opcode, data = messages.pop()
                 if opcode == OP_TEXT:
                     handle(data)
                 else:
