@@ -52,11 +52,7 @@ class Metrics:
 
     def incr(self, name: str, amount: int = 1) -> None:
         """Add ``amount`` to a plain counter (unknown names raise ``KeyError``)."""
-        try:
-            counts: dict[str, int] = self._local.counts
-        except AttributeError:
-            counts = self._own_table()
-        counts[name] += amount
+        self.thread_counts()[name] += amount
 
     def thread_counts(self) -> dict[str, int]:
         """This thread's table of plain counters: ``table[name] += n`` counts without a

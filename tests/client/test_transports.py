@@ -27,6 +27,20 @@ from spooled_integrations.client import BaseClient, ConnectionOptions, create_cl
 from spooled_integrations.testing import Collector, Emulator
 
 ClientFactory = Callable[..., BaseClient]
+
+
+def listening(
+    make_client: ClientFactory, emu: Emulator, transport: str, *args: Any, **options: Any
+) -> tuple[BaseClient, Collector[Event]]:
+    """A connected client whose events are collected, once the emulator has seen it."""
+    client = make_client(emu, transport, *args, **options)
+    seen: Collector[Event] = Collector()
+    client.on_event(seen)
+    client.connect()
+    emu.wait_for_connections(1, transport=transport)
+    return client, seen
+
+
 OptionsFactory = Callable[..., ConnectionOptions]
 
 # Data that satisfies each canonical type (the emulator fills in the timestamp).
@@ -121,11 +135,7 @@ def test_typed_handlers_get_typed_views_and_aliases_work(
 def test_unknown_types_reach_catch_all_handlers(
     spooled_emulator: Emulator, make_client: ClientFactory, transport: str
 ) -> None:
-    client = make_client(spooled_emulator, transport)
-    seen: Collector[Event] = Collector()
-    client.on_event(seen)
-    client.connect()
-    spooled_emulator.wait_for_connections(1, transport=transport)
+    _, seen = listening(make_client, spooled_emulator, transport)
     spooled_emulator.publish("JobTeleported", job_id="j1", destination="mars")
     assert seen.wait_for(lambda items: any(e.type == "JobTeleported" for e in items))
     [event] = [e for e in seen.items if e.type == "JobTeleported"]
@@ -137,11 +147,7 @@ def test_connect_time_filter_and_client_side_job_filter(
     spooled_emulator: Emulator, make_client: ClientFactory, transport: str
 ) -> None:
     filter = SubscriptionFilter(queue_name="emails", events=["job.completed", "JobFailed"])
-    client = make_client(spooled_emulator, transport, filter)
-    seen: Collector[Event] = Collector()
-    client.on_event(seen)
-    client.connect()
-    spooled_emulator.wait_for_connections(1, transport=transport)
+    _, seen = listening(make_client, spooled_emulator, transport, filter)
     spooled_emulator.publish("job.completed", job_id="other-queue", queue_name="sms", duration_ms=1)
     spooled_emulator.publish("job.created", job_id="wrong-type", queue_name="emails", priority=0)
     spooled_emulator.publish(
@@ -155,11 +161,7 @@ def test_connect_time_filter_and_client_side_job_filter(
 def test_job_id_filter_is_applied_client_side_on_websocket(
     spooled_emulator: Emulator, make_client: ClientFactory
 ) -> None:
-    client = make_client(spooled_emulator, "ws", SubscriptionFilter(job_id="mine"))
-    seen: Collector[Event] = Collector()
-    client.on_event(seen)
-    client.connect()
-    spooled_emulator.wait_for_connections(1, transport="ws")
+    client, seen = listening(make_client, spooled_emulator, "ws", SubscriptionFilter(job_id="mine"))
     spooled_emulator.publish("job.completed", job_id="theirs", queue_name="q", duration_ms=1)
     spooled_emulator.publish("job.completed", job_id="mine", queue_name="q", duration_ms=1)
     assert seen.wait_for(lambda items: any(e.job_id == "mine" for e in items))
@@ -231,11 +233,7 @@ def test_sse_cannot_subscribe_at_runtime(
 def test_reconnects_after_a_dropped_connection(
     spooled_emulator: Emulator, make_client: ClientFactory, transport: str
 ) -> None:
-    client = make_client(spooled_emulator, transport)
-    seen: Collector[Event] = Collector()
-    client.on_event(seen)
-    client.connect()
-    spooled_emulator.wait_for_connections(1, transport=transport)
+    client, seen = listening(make_client, spooled_emulator, transport)
     spooled_emulator.publish("job.completed", job_id="before", queue_name="q", duration_ms=1)
     assert seen.wait_for(lambda items: any(e.job_id == "before" for e in items))
     spooled_emulator.drop_connections()
@@ -283,11 +281,7 @@ def test_strict_sse_max_duration_close_is_followed_by_a_reconnect(
 def test_liveness_timeout_reconnects_a_stalled_stream(
     spooled_emulator: Emulator, make_client: ClientFactory, transport: str
 ) -> None:
-    client = make_client(spooled_emulator, transport, liveness_timeout=0.6)
-    seen: Collector[Event] = Collector()
-    client.on_event(seen)
-    client.connect()
-    spooled_emulator.wait_for_connections(1, transport=transport)
+    client, seen = listening(make_client, spooled_emulator, transport, liveness_timeout=0.6)
     spooled_emulator.stall(True)
     assert _wait(lambda: spooled_emulator.connections_accepted(transport) >= 2, timeout=5)
     spooled_emulator.stall(False)
@@ -565,11 +559,7 @@ def test_batch_handlers_get_every_event_once_in_order_after_per_event_handlers(
 def test_a_huge_frame_is_skipped_and_reading_goes_on(
     spooled_emulator: Emulator, make_client: ClientFactory, transport: str
 ) -> None:
-    client = make_client(spooled_emulator, transport, max_frame_bytes=2000)
-    seen: Collector[Event] = Collector()
-    client.on_event(seen)
-    client.connect()
-    spooled_emulator.wait_for_connections(1, transport=transport)
+    client, seen = listening(make_client, spooled_emulator, transport, max_frame_bytes=2000)
     huge = '{"type":"JobCompleted","data":{"job_id":"' + "x" * 4_000_000 + '"}}'
     spooled_emulator.publish_raw(huge)  # arrives over many socket reads
     spooled_emulator.publish("job.completed", job_id="after", queue_name="q", duration_ms=1)
