@@ -47,12 +47,12 @@ DEDUPED_TYPES = frozenset(
 class _Generations:
     """A dict kept as a young and an old generation (see the module docstring)."""
 
-    __slots__ = ("_half", "old", "young")
+    __slots__ = ("half", "old", "young")
 
     def __init__(self, max_entries: int) -> None:
         self.young: dict[str, Any] = {}
         self.old: dict[str, Any] = {}
-        self._half = max(1, max_entries // 2)
+        self.half = max(1, max_entries // 2)
 
     def __len__(self) -> int:
         return len(self.young) + len(self.old)
@@ -64,7 +64,7 @@ class _Generations:
     def put(self, key: str, value: Any) -> None:
         young = self.young
         young[key] = value
-        if len(young) >= self._half:
+        if len(young) >= self.half:
             self.rotate()
 
     def rotate(self) -> None:
@@ -117,25 +117,30 @@ class DuplicateFilter:
             self._age(now)
         before = now - self.window
         bases = self._bases
-        seen = bases.get(base)
-        if isinstance(seen, tuple):
+        seen = bases.young.get(base)  # get() and put() inlined for the common case
+        if seen is None:
+            seen = bases.old.get(base)
+        if seen is None:
+            last_at = bare_at = None
+        elif seen.__class__ is tuple:
             last_at, bare_at = seen
         else:
             last_at = bare_at = seen
-        if last_at is not None and last_at <= before:
-            bare_at = None  # in a generation not yet dropped, but outside the window
-        elif last_at is not None and key is base:
-            return True
-        if key is not base:  # a retry count (identity() returns base twice otherwise)
-            full_at = self._full.get(key)
-            if (full_at is not None and full_at > before) or (
-                bare_at is not None and bare_at > before
-            ):
+        if key is base:  # no retry count (identity() returns base twice then)
+            if last_at is not None and last_at > before:
                 return True
-            self._full.put(key, now)
-            bases.put(base, (now, bare_at))
-        else:
-            bases.put(base, now)  # a bare float, not a pair: nothing for the collector
+            young = bases.young
+            young[base] = now  # a bare float, not a pair: nothing for the collector
+            if len(young) >= bases.half:
+                bases.rotate()
+            return False
+        if bare_at is not None and bare_at > before:
+            return True
+        full_at = self._full.get(key)
+        if full_at is not None and full_at > before:
+            return True
+        self._full.put(key, now)
+        bases.put(base, (now, bare_at if last_at is not None and last_at > before else None))
         return False
 
     def clear(self) -> None:

@@ -38,7 +38,7 @@ from spooled_integrations.runtime.dedupe import DuplicateFilter
 from spooled_integrations.runtime.metrics import Metrics
 from spooled_integrations.runtime.publisher import Publisher
 from spooled_integrations.runtime.router import Router
-from spooled_integrations.runtime.signals import event_dropped, send_isolated, spooled_signal
+from spooled_integrations.runtime.signals import event_dropped, send_event, send_isolated
 from spooled_integrations.runtime.subscriptions import Subscription
 
 __all__ = ["DEFAULT_QUEUE_SIZE", "Dispatcher", "DrainReport", "RetryPolicy"]
@@ -284,14 +284,13 @@ class Dispatcher:
         # Only this thread writes _taken, _in_flight and _last_done; the others read
         # them under the GIL. Until stop() begins there is nothing to agree on, so no
         # lock per event.
-        abandon = self._abandon
         # Popped from the end: each event is let go as soon as it is done, not when the
         # whole batch is, so the garbage collector does not promote (and later rescan)
         # finished events; that halved the time spent in the collector.
         events.reverse()
         while events:
             event = events.pop()
-            if abandon.is_set():
+            if self._stopping and self._abandon.is_set():  # set only once stopping
                 return  # the rest is counted as left by stop()
             self._taken += 1
             self._in_flight = True
@@ -330,7 +329,7 @@ class Dispatcher:
             self.metrics.incr("duplicates_suppressed")
             logger.debug("duplicate suppressed: %s", event.identity_key)
             return
-        _, failed = send_isolated(spooled_signal, event.type, event=event)
+        failed = send_event(event)
         counts = self._counts
         counts["signals_sent"] += 1
         if failed:

@@ -220,19 +220,51 @@ def send_isolated(signal: NamedSignal, sender: Any, **kwargs: Any) -> tuple[int,
         try:
             result = receiver(sender, **kwargs)
             if result is not None and hasattr(result, "__await__"):
-                close = getattr(result, "close", None)
-                if callable(close):
-                    close()  # avoid "coroutine was never awaited"
-                raise TypeError(f"receiver {_describe(receiver)} is a coroutine function")
+                _refuse_coroutine(receiver, result)
         except Exception as exc:
             failed += 1
-            logger.exception(
-                "receiver %s of %s failed (sender %r)", _describe(receiver), signal.name, sender
-            )
-            _report_failure(signal, receiver, kwargs.get("event"), exc)
+            _receiver_raised(signal, receiver, sender, kwargs.get("event"), exc)
         else:
             ok += 1
     return ok, failed
+
+
+def send_event(event: Any) -> int:
+    """Send :data:`spooled_signal` for ``event``; returns how many receivers failed.
+
+    :func:`send_isolated` for the one send the dispatcher makes per event, without the
+    generality it pays for on every call (any signal, any keywords): ~20 % less.
+    """
+    if spooled_signal.is_muted:
+        return 0
+    sender, receivers = spooled_signal.receivers_now(event.type)
+    failed = 0
+    for receiver in receivers:
+        try:
+            result = receiver(sender, event=event)
+            if result is not None and hasattr(result, "__await__"):
+                _refuse_coroutine(receiver, result)
+        except Exception as exc:
+            failed += 1
+            _receiver_raised(spooled_signal, receiver, sender, event, exc)
+    return failed
+
+
+def _refuse_coroutine(receiver: Callable[..., Any], result: Any) -> None:
+    close = getattr(result, "close", None)
+    if callable(close):
+        close()  # avoid "coroutine was never awaited"
+    raise TypeError(f"receiver {_describe(receiver)} is a coroutine function")
+
+
+def _receiver_raised(
+    signal: NamedSignal, receiver: Callable[..., Any], sender: Any, event: Any, exc: Exception
+) -> None:
+    """Log the exception being handled with its traceback and report it."""
+    logger.exception(
+        "receiver %s of %s failed (sender %r)", _describe(receiver), signal.name, sender
+    )
+    _report_failure(signal, receiver, event, exc)
 
 
 def _report_failure(
