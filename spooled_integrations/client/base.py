@@ -46,6 +46,8 @@ __all__ = [
     "BatchHandler",
     "ClientStats",
     "EventHandler",
+    "Frame",
+    "FramesHandler",
     "ReadOutcome",
     "RealtimeClient",
     "StateChangeHandler",
@@ -55,6 +57,10 @@ log = logging.getLogger(__name__)
 
 EventHandler = Callable[[Event], Any]
 BatchHandler = Callable[[list[Event]], Any]
+Frame = tuple[Any, ...]
+"""One undecoded frame: ``(SSE event name or None, payload, ...)``; an
+:class:`~spooled_integrations.protocol.SSEMessage` is one."""
+FramesHandler = Callable[[list[Frame]], Any]
 JobEventHandler = Callable[[JobEvent], Any]
 QueueEventHandler = Callable[[QueueEvent], Any]
 WorkerEventHandler = Callable[[WorkerEvent], Any]
@@ -126,6 +132,8 @@ class BaseClient:
         self._event_handlers: list[EventHandler] = []
         self._batch_handlers: list[BatchHandler] = []
         self._batch: list[Event] = []
+        self._frame_handlers: list[FramesHandler] = []
+        self._frames: list[Frame] = []
         self._typed_handlers: dict[str, list[tuple[str, Callable[[Any], Any]]]] = {}
         self._state_handlers: list[StateChangeHandler] = []
         self._error_handlers: list[ErrorHandler] = []
@@ -151,6 +159,7 @@ class BaseClient:
 
     def on_event(self, handler: H) -> H:
         """Call ``handler(event)`` for every event, including unknown types and pings."""
+        self._refuse_with_frames("on_event")
         self._event_handlers.append(handler)
         return handler
 
@@ -161,8 +170,50 @@ class BaseClient:
         of one per event. The list is the handler's to keep; it comes after the
         per-event handlers have seen its events, in the same order.
         """
+        self._refuse_with_frames("on_events")
         self._batch_handlers.append(handler)
         return handler
+
+    def on_frames(self, handler: H) -> H:
+        """Call ``handler(frames)`` once per socket read with the frames it completed,
+        undecoded (see :data:`Frame`); the consumer decodes each with :meth:`decode_frame`.
+
+        For a consumer that works on another thread (the runtime's dispatcher): the
+        reader then only frames the stream, and every object of an event is made and
+        let go on the consumer's thread instead of crossing threads (and CPU caches)
+        while the garbage collector watches it. The list is the handler's to keep. The
+        reader decodes nothing, so this cannot be combined with event handlers on one
+        client.
+        """
+        if self._event_handlers or self._batch_handlers or self._typed_handlers:
+            raise ValueError("on_frames() cannot be combined with event handlers on one client")
+        self._frame_handlers.append(handler)
+        return handler
+
+    def decode_frame(self, frame: Frame) -> list[Event]:
+        """The events of one frame given to an :meth:`on_frames` handler, as the event
+        handlers would get them: filtered, counted in :attr:`stats`; a bad frame is
+        counted, logged and reported to the error handlers, and gives ``[]``.
+        Call it from one thread."""
+        try:
+            events = normalize(frame[1], event_name=frame[0], max_size=self.options.max_frame_bytes)
+        except ProtocolError as exc:
+            self._count_protocol_error(exc)
+            return []
+        stats = self.stats
+        if self.filter is not None:
+            matches = self.filter.matches
+            passed = [event for event in events if matches(event)]
+            stats.filtered_out += len(events) - len(passed)
+            events = passed
+        for event in events:
+            if event.type != _PING:
+                stats.events_delivered += 1
+        return events
+
+    def _refuse_with_frames(self, method: str) -> None:
+        if self._frame_handlers:
+            raise ValueError(f"{method}() cannot be combined with on_frames() on one client")
 
     @overload
     def on_job_event(self, event_type: EventType | str) -> Callable[[H], H]: ...
@@ -203,6 +254,8 @@ class BaseClient:
         found = resolve(str(event_type))
         if found is None or found.category != category:
             raise ValueError(f"{event_type!r} is not a {category} event type")
+
+        self._refuse_with_frames(f"on_{category}_event")
 
         def register(fn: H) -> H:
             self._typed_handlers.setdefault(found.value, []).append((category, fn))
@@ -397,23 +450,10 @@ class BaseClient:
 
     # -- frames → handlers -----------------------------------------------------------
 
-    def _handle_frame(self, payload: bytes | str, event_name: str | None = None) -> list[Event]:
-        """Normalize one frame and deliver its events; bad frames are counted and skipped."""
-        stats = self.stats
-        stats.frames_received += 1
-        try:
-            events = normalize(
-                payload, event_name=event_name, max_size=self.options.max_frame_bytes
-            )
-        except ProtocolError as exc:
-            self._count_protocol_error(exc)
-            return []
-        for event in events:  # this loop runs for every event: kept flat
-            if self.filter is not None and not self.filter.matches(event):
-                stats.filtered_out += 1
-                continue
-            if event.type != _PING:
-                stats.events_delivered += 1
+    def _handle_frame(self, frame: Frame) -> None:
+        """Decode one frame and hand its events to the event handlers."""
+        self.stats.frames_received += 1
+        for event in self.decode_frame(frame):
             for handler in self._event_handlers:
                 try:
                     handler(event)
@@ -424,7 +464,6 @@ class BaseClient:
             typed = self._typed_handlers.get(event.type)
             if typed:
                 self._deliver_typed(event, typed)
-        return events
 
     def _count_protocol_error(self, exc: ProtocolError) -> None:
         errors = self.stats.protocol_errors
@@ -448,13 +487,16 @@ class BaseClient:
             self._call(handler, view)
 
     def _deliver_batch(self) -> None:
-        """Hand what the last read completed to the batch handlers (see on_events)."""
-        batch = self._batch
-        if not batch:
-            return
-        self._batch = []
-        for handler in self._batch_handlers:
-            self._call(handler, batch)
+        """Hand what the last read completed to the batch or frame handlers."""
+        batch, frames = self._batch, self._frames
+        if batch:
+            self._batch = []
+            for handler in self._batch_handlers:
+                self._call(handler, batch)
+        if frames:
+            self._frames = []
+            for frames_handler in self._frame_handlers:
+                self._call(frames_handler, frames)
 
     def _call(self, handler: Callable[[Any], Any], argument: Any) -> None:
         try:

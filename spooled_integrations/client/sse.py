@@ -34,7 +34,14 @@ from spooled_integrations.errors import (
     ServerError,
     SpooledConnectionError,
 )
-from spooled_integrations.protocol import TERMINAL_STATUSES, EventType, SSEDecoder
+from spooled_integrations.protocol import (
+    TERMINAL_STATUSES,
+    Event,
+    EventType,
+    SSEDecoder,
+    SSEMessage,
+    normalize,
+)
 from spooled_integrations.protocol.httpbody import BodyReader, body_reader
 
 __all__ = ["SSEClient"]
@@ -197,9 +204,10 @@ class SSEClient(BaseClient):
         recv, feed_body = stream.sock.recv, stream.body.feed
         decoder = SSEDecoder(max_message=self.options.max_frame_bytes)
         oversized = 0
-        feed_events, handle = decoder.feed, self._handle_frame
+        feed_events, hand_over = decoder.feed, self._hand_over
         deliver_batch = self._deliver_batch
         follows_job = self._job_id is not None
+        undecoded = bool(self._frame_handlers)  # on_frames: the consumer decodes
         data = stream.first
         while True:
             if data:
@@ -209,12 +217,11 @@ class SSEClient(BaseClient):
                 except ProtocolError as exc:
                     raise SpooledConnectionError(f"SSE stream framing broken: {exc}") from None
                 messages = feed_events(body)
-                messages.reverse()  # popped: each message is let go once handled (less GC)
-                while messages:
-                    message = messages.pop()
-                    events = handle(message.data, message.event)
-                    if follows_job and _job_stream_over(events):
-                        return "finished"
+                end = _job_stream_end(messages) if follows_job else None
+                if end is not None:
+                    hand_over(messages[: end + 1], undecoded)
+                    return "finished"
+                hand_over(messages, undecoded)
                 if decoder.oversized != oversized:
                     self._count_oversized(decoder.oversized - oversized)
                     oversized = decoder.oversized
@@ -236,6 +243,17 @@ class SSEClient(BaseClient):
                 if stream.body.ends_at_close:
                     return "closed"
                 raise SpooledConnectionError("SSE stream dropped: connection closed mid-body")
+
+    def _hand_over(self, messages: list[SSEMessage], undecoded: bool) -> None:
+        """The messages of one read to the event handlers, or undecoded to on_frames."""
+        if undecoded:
+            self.stats.frames_received += len(messages)
+            self._frames += messages
+            return
+        handle = self._handle_frame
+        messages.reverse()  # popped: each message is let go once handled (less GC)
+        while messages:
+            handle(messages.pop())
 
     def _count_oversized(self, count: int) -> None:
         """Events the decoder dropped for their size count as skipped frames."""
@@ -294,8 +312,23 @@ class SSEClient(BaseClient):
         return redact(f"{what}: {detail}", *self._tokens.secrets())
 
 
-def _job_stream_over(events: list[Any]) -> bool:
-    """A per-job stream ends after a terminal status or ``Job not found``."""
+def _job_stream_end(messages: list[SSEMessage]) -> int | None:
+    """Where a per-job stream ends: after a terminal status or ``Job not found``.
+
+    Checked on the frames themselves (quietly: a bad frame does not end the stream, and
+    it is counted when it is delivered), whoever decodes them for delivery.
+    """
+    for index, message in enumerate(messages):
+        try:
+            events = normalize(message.data, event_name=message.event)
+        except ProtocolError:
+            continue
+        if _job_stream_over(events):
+            return index
+    return None
+
+
+def _job_stream_over(events: list[Event]) -> bool:
     for event in events:
         if event.type == EventType.JOB_STATUS and event.data.get("new_status") in TERMINAL_STATUSES:
             return True

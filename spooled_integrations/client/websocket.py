@@ -158,6 +158,7 @@ class WebSocketClient(BaseClient):
         reader = FrameReader(max_message=self.options.max_frame_bytes)
         feed, recv, handle = reader.feed, sock.recv, self._handle_frame
         deliver_batch = self._deliver_batch
+        undecoded = bool(self._frame_handlers)  # on_frames: the consumer decodes
         while True:
             try:
                 chunk = recv(READ_SIZE)
@@ -181,12 +182,15 @@ class WebSocketClient(BaseClient):
             messages.reverse()  # popped: each message is let go once handled (less GC)
             while messages:
                 opcode, data = messages.pop()
-                if opcode == OP_TEXT:
-                    handle(data)
-                else:
+                if opcode != OP_TEXT:
                     outcome = self._control(ws, opcode, data)
                     if outcome is not None:
                         return outcome
+                elif undecoded:
+                    self.stats.frames_received += 1
+                    self._frames.append((None, data))
+                else:
+                    handle((None, data))
             deliver_batch()
 
     def _control(self, ws: websocket.WebSocket, opcode: int, data: bytes) -> ReadOutcome | None:

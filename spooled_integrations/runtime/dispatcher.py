@@ -1,10 +1,11 @@
 """The dispatch stage: a bounded queue and one thread between the reader and the targets.
 
-The network reader calls :meth:`Dispatcher.submit_many` once per socket read with the
-events that read completed; it never blocks: what does not fit in the queue is dropped,
-counted and signalled, so a slow receiver or a slow broker can never stall reading (and
-with it the connection's liveness). The dispatch thread takes events in order and, for
-each one:
+The network reader calls :meth:`Dispatcher.submit_frames` once per socket read with the
+frames that read completed, undecoded (or :meth:`Dispatcher.submit_many` with events);
+it never blocks: what does not fit in the queue is dropped, counted and signalled, so a
+slow receiver or a slow broker can never stall reading (and with it the connection's
+liveness). The dispatch thread takes frames in order, decodes each into its events
+(so an event's objects are made and let go on one thread) and, for each event:
 
 1. drops it if older than the global ``max_age`` (server timestamp);
 2. drops it if it repeats a job transition inside the duplicate window;
@@ -32,7 +33,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from spooled_integrations._redact import redact
-from spooled_integrations.protocol import Event
+from spooled_integrations.protocol import Event, EventType
 from spooled_integrations.runtime.coordination.base import Coordinator, DispatchHooks
 from spooled_integrations.runtime.dedupe import DuplicateFilter
 from spooled_integrations.runtime.metrics import Metrics
@@ -47,6 +48,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_QUEUE_SIZE = 10_000
 
+_PING = EventType.PING.value
 _WAKE = object()  # queued by stop() to wake a thread blocked on an empty queue
 
 
@@ -111,6 +113,7 @@ class Dispatcher:
         signal_sender: Any = None,
         wall_clock: Callable[[], float] = time.time,
         coordinator: Coordinator | None = None,
+        skip_ping: bool = False,
     ) -> None:
         if queue_size < 1:
             raise ValueError("queue_size must be >= 1")
@@ -118,10 +121,11 @@ class Dispatcher:
         self._publisher = publisher
         self.metrics = metrics if metrics is not None else Metrics()
         self._dedupe = dedupe
-        # SimpleQueue of (received at, [events]) batches: no mutex shared by reader and
-        # dispatcher (Queue's cost ~17 % of both threads). The size limit counts events:
-        # each counter is written by one thread only (reader, dispatcher), so their
-        # difference is the number waiting, exact without a lock.
+        # SimpleQueue of (received at, [frames or events], decode or None) batches: no
+        # mutex shared by reader and dispatcher (Queue's cost ~17 % of both threads). The
+        # size limit counts frames (or events): each counter is written by one thread only
+        # (reader, dispatcher), so their difference is the number waiting, exact without
+        # a lock.
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._queue_size = queue_size
         self._submitted = self._taken = 0
@@ -132,6 +136,7 @@ class Dispatcher:
             s.max_age is not None for s in router.subscriptions
         )
         self._sender = self if signal_sender is None else signal_sender
+        self._skip_ping = skip_ping  # frames that decode to a ping are not events to us
         self._wall_clock = wall_clock
         self._lock = threading.Lock()
         self._stop_lock = threading.Lock()  # one stop() at a time; the rest get its report
@@ -159,8 +164,16 @@ class Dispatcher:
 
     @property
     def depth(self) -> int:
-        """Events waiting in the queue."""
+        """Frames (or events) waiting in the queue."""
         return self._pending()
+
+    @property
+    def last_event_at(self) -> float | None:
+        """When the last event dispatched was received (``time.time()``), or ``None``."""
+        received_at, event = self._last_done
+        if event is None:
+            return None
+        return time.time() - (time.monotonic() - received_at)
 
     @property
     def running(self) -> bool:
@@ -185,27 +198,56 @@ class Dispatcher:
     def submit_many(self, events: list[Event]) -> int:
         """Queue ``events`` (kept by the dispatcher) without blocking; how many were queued.
 
-        The reader hands over what one socket read completed: one queue hand-off per
-        read, not per event. What does not fit is dropped, counted and signalled.
-        Call it from one thread (the reader's): it alone counts what was submitted.
+        What does not fit is dropped, counted and signalled. Call it from one thread
+        (the reader's): it alone counts what was submitted.
         """
         self.metrics.incr("received", len(events))
+        return self._submit(events, None)
+
+    def submit_frames(self, frames: list[Any], decode: Callable[[Any], list[Event]]) -> int:
+        """Queue undecoded ``frames`` (kept by the dispatcher); how many were queued.
+
+        The dispatch thread turns each into its events with ``decode`` just before
+        dispatching them. The reader hands over what one socket read completed: one
+        queue hand-off per read. Frames that do not fit are decoded here so that each of
+        their events is dropped, counted and signalled. Call it from one thread.
+        """
+        return self._submit(frames, decode)
+
+    def _submit(self, items: list[Any], decode: Callable[[Any], list[Event]] | None) -> int:
         if not self._accepting:
-            for event in events:
-                self._drop(event, "stopped", "the runtime is stopping or not started")
+            self._refuse(items, decode, "stopped", "the runtime is stopping or not started")
             return 0
         room = self._queue_size - (self._submitted - self._taken)
-        if room < len(events):
-            kept = events[: max(0, room)]
-            for event in events[len(kept) :]:
-                self._drop(event, "overflow", f"dispatch queue full ({self._queue_size} events)")
-                self._log_overflow()
+        if room < len(items):
+            kept = items[: max(0, room)]
+            detail = f"dispatch queue full ({self._queue_size} frames or events)"
+            self._refuse(items[len(kept) :], decode, "overflow", detail)
             if not kept:
                 return 0
-            events = kept
-        self._submitted += len(events)
-        self._queue.put((time.monotonic(), events))
-        return len(events)
+            items = kept
+        self._submitted += len(items)
+        self._queue.put((time.monotonic(), items, decode))
+        return len(items)
+
+    def _refuse(
+        self,
+        items: list[Any],
+        decode: Callable[[Any], list[Event]] | None,
+        reason: str,
+        detail: str,
+    ) -> None:
+        """Drop what could not be queued, event by event."""
+        events = items
+        if decode is not None:
+            events = [event for item in items for event in decode(item)]
+            if self._skip_ping:
+                events = [event for event in events if event.type != _PING]
+            self.metrics.incr("received", len(events))
+        for event in events:
+            self._drop(event, reason, detail)
+            if reason == "overflow":
+                self._log_overflow()
 
     def stop(self, timeout: float = 10.0) -> DrainReport:
         """Stop accepting, dispatch what is queued within ``timeout``, report the rest.
@@ -273,37 +315,58 @@ class Dispatcher:
                 item = self._queue.get(timeout=timeout)
             except queue.Empty:
                 item = None
-            if coordinator is not None and not self._abandon.is_set():
-                self._poll(coordinator)
             if item is not None and item is not _WAKE:
                 self._dispatch_batch(*item)
+            # After the batch: what waits for the queue to empty (claims) goes at once,
+            # even when the batch ended with frames that are not events (pings).
+            if coordinator is not None and not self._abandon.is_set():
+                self._poll(coordinator)
             if self._stopping and (self._abandon.is_set() or self._queue.empty()):
                 return
 
-    def _dispatch_batch(self, received_at: float, events: list[Event]) -> None:
+    def _dispatch_batch(
+        self,
+        received_at: float,
+        items: list[Any],
+        decode: Callable[[Any], list[Event]] | None,
+    ) -> None:
         # Only this thread writes _taken, _in_flight and _last_done; the others read
         # them under the GIL. Until stop() begins there is nothing to agree on, so no
         # lock per event.
-        # Popped from the end: each event is let go as soon as it is done, not when the
-        # whole batch is, so the garbage collector does not promote (and later rescan)
-        # finished events; that halved the time spent in the collector.
-        events.reverse()
-        while events:
-            event = events.pop()
+        # Popped from the end: each frame and event is let go as soon as it is done,
+        # not when the whole batch is, so the garbage collector does not promote (and
+        # later rescan) finished events; that halved the time spent in the collector.
+        counts = self._counts
+        items.reverse()
+        while items:
+            item = items.pop()
             if self._stopping and self._abandon.is_set():  # set only once stopping
                 return  # the rest is counted as left by stop()
             self._taken += 1
             self._in_flight = True
-            try:
-                self._dispatch(event, received_at)
-            except Exception:  # never let one event kill the thread
-                logger.exception("dispatching %s failed", getattr(event, "type", event))
-            finally:
+            events: list[Event] | tuple[Event]
+            if decode is None:
+                events = (item,)
+            else:
+                try:
+                    events = decode(item)
+                except Exception:  # a broken decoder loses this frame, not the thread
+                    logger.exception("decoding a frame failed; it is skipped")
+                    self.metrics.protocol_error("decode_failed")
+                    events = []
+                if events and self._skip_ping and events[0].type == _PING:
+                    events = []  # a ping frame is one event
+                counts["received"] += len(events)
+            for event in events:
+                try:
+                    self._dispatch(event, received_at)
+                except Exception:  # never let one event kill the thread
+                    logger.exception("dispatching %s failed", getattr(event, "type", event))
                 self._last_done = (received_at, event)
-                if self._stopping:
-                    self._finish_while_stopping()
-                else:
-                    self._in_flight = False
+            if self._stopping:
+                self._finish_while_stopping()
+            else:
+                self._in_flight = False
 
     def _finish_while_stopping(self) -> None:
         # Under the lock, so stop() counts this event either as drained or as left.

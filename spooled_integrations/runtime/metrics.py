@@ -31,7 +31,9 @@ _BY_REASON = ("dropped", "protocol_errors")
 class Metrics:
     """Counters of the runtime.
 
-    - ``received``: events handed to the dispatcher (pings excluded when skipped);
+    - ``received``: events handed to the dispatcher, counted as their frames are
+      decoded (on the dispatch thread, or at once when the queue refuses them; pings
+      excluded when skipped);
     - ``dispatched``: events that reached the signal and routing stage;
     - ``published``: successful hand-offs to a task or actor;
     - ``signals_sent``: events sent on ``spooled_signal``;

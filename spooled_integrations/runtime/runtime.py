@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from types import TracebackType
 from typing import Any, Literal
@@ -190,16 +191,17 @@ class SpooledRuntime:
             max_age=config.max_age,
             signal_sender=self,
             coordinator=self.coordinator,
+            skip_ping=config.skip_ping,
         )
         self._lock = threading.Lock()
         self._client: BaseClient | None = None
+        self._decode_frame: Callable[[Any], list[Event]]  # the client's, set by start()
         self._started = False
         self._stop_report: DrainReport | None = None
         self._state = ConnectionState.DISCONNECTED
         self._ever_connected = False
         self._connected_since: datetime | None = None
         self._disconnected_at: datetime | None = None
-        self._last_event_at: float | None = None  # time.time(): cheaper than a datetime per event
 
     def __repr__(self) -> str:
         return (
@@ -245,7 +247,8 @@ class SpooledRuntime:
             client = create_client(
                 self.config.connection, self.config.transport, self.config.filter
             )
-            client.on_events(self._on_events)
+            client.on_frames(self._on_frames)
+            self._decode_frame = client.decode_frame
             client.on_state_change(self._on_state_change)
             client.on_error(self._on_error)
             self._client = client
@@ -300,7 +303,7 @@ class SpooledRuntime:
             "transport": self.config.transport,
             "connected": self._state == ConnectionState.CONNECTED,
             "connected_since": _iso(self._connected_since),
-            "last_event_at": _iso_epoch(self._last_event_at),
+            "last_event_at": _iso_epoch(self._dispatcher.last_event_at),
             "last_error": stats.last_error if stats is not None else None,
             "counters": self.metrics.snapshot(),
             "queue_depth": self._dispatcher.depth,
@@ -325,13 +328,8 @@ class SpooledRuntime:
 
     # -- client callbacks (reader thread) ----------------------------------------------
 
-    def _on_events(self, events: list[Event]) -> None:
-        if self.config.skip_ping:
-            events = [event for event in events if event.type != _PING]
-            if not events:
-                return
-        self._last_event_at = time.time()
-        self._dispatcher.submit_many(events)
+    def _on_frames(self, frames: list[Any]) -> None:
+        self._dispatcher.submit_frames(frames, self._decode_frame)
 
     def _on_state_change(self, state: ConnectionState) -> None:
         now = datetime.now(timezone.utc)

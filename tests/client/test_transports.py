@@ -556,6 +556,76 @@ def test_batch_handlers_get_every_event_once_in_order_after_per_event_handlers(
     assert all(batch for batch in batches.items)  # never an empty call
 
 
+def test_frame_handlers_get_undecoded_frames_that_decode_as_event_handlers_see_them(
+    spooled_emulator: Emulator, make_client: ClientFactory, transport: str
+) -> None:
+    client = make_client(spooled_emulator, transport)
+    frames: Collector[list[Any]] = Collector()
+    client.on_frames(frames)
+    client.connect()
+    spooled_emulator.wait_for_connections(1, transport=transport)
+    spooled_emulator.publish("job.completed", job_id="c1", queue_name="emails", duration_ms=1)
+    spooled_emulator.publish_raw("this is not json")
+    spooled_emulator.publish(
+        "job.status", job_id="s1", queue_name="emails", old_status="processing", new_status="failed"
+    )
+    spooled_emulator.publish("job.completed", job_id="last", queue_name="emails", duration_ms=1)
+
+    def received() -> list[Any]:
+        return [frame for batch in frames.items for frame in batch]
+
+    assert frames.wait_for(lambda _: any("last" in str(frame[1]) for frame in received()))
+    # nothing is decoded (or counted as delivered) until the consumer decodes
+    assert client.stats.events_delivered == 0 and client.stats.protocol_errors == {}
+    assert client.stats.frames_received == len(received())
+    events = not_ping([event for frame in received() for event in client.decode_frame(frame)])
+    assert [(e.type, e.job_id) for e in events] == [
+        ("job.completed", "c1"),
+        ("job.status", "s1"),
+        ("job.failed", "s1"),  # the lifecycle event the status change means
+        ("job.completed", "last"),
+    ]
+    assert client.stats.protocol_errors == {"not_json": 1}
+    assert client.stats.events_delivered >= 4
+
+
+def test_frame_handlers_and_event_handlers_cannot_share_a_client(
+    spooled_emulator: Emulator, make_client: ClientFactory
+) -> None:
+    framed = make_client(spooled_emulator, "ws")
+    framed.on_frames(lambda frames: None)
+    with pytest.raises(ValueError, match="on_frames"):
+        framed.on_event(lambda event: None)
+    with pytest.raises(ValueError, match="on_frames"):
+        framed.on_events(lambda events: None)
+    with pytest.raises(ValueError, match="on_frames"):
+        framed.on_job_event("job.completed", lambda event: None)
+    handled = make_client(spooled_emulator, "sse")
+    handled.on_event(lambda event: None)
+    with pytest.raises(ValueError, match="on_frames"):
+        handled.on_frames(lambda frames: None)
+
+
+def test_per_job_stream_with_frame_handlers_still_ends_at_the_terminal_status(
+    spooled_emulator: Emulator, make_client: ClientFactory
+) -> None:
+    job_id = spooled_emulator.create_job("emails", {"to": "a@example.com"})
+    client = make_client(spooled_emulator, "sse")
+    assert isinstance(client, SSEClient)
+    frames: Collector[list[Any]] = Collector()
+    states: Collector[ConnectionState] = Collector()
+    client.on_frames(frames)
+    client.on_state_change(states)
+    client.connect_job(job_id)
+    assert frames.wait_for(lambda items: len(items) >= 1)  # the first poll's snapshot
+    spooled_emulator.set_job_status(job_id, "completed")
+    assert states.wait_for(lambda items: items[-1:] == [ConnectionState.DISCONNECTED])
+    events = [e for batch in frames.items for frame in batch for e in client.decode_frame(frame)]
+    assert [e.type for e in events][-2:] == ["job.status", "job.completed"]
+    time.sleep(0.3)  # a finished stream is not reopened
+    assert spooled_emulator.connections_accepted("sse") == 1
+
+
 def test_a_huge_frame_is_skipped_and_reading_goes_on(
     spooled_emulator: Emulator, make_client: ClientFactory, transport: str
 ) -> None:

@@ -333,9 +333,10 @@ def test_a_slow_receiver_backs_up_into_counted_drops(
         feed.publish(1)
         assert entered.wait(5)  # the dispatch thread is stuck in the receiver
         feed.publish(19)  # 5 fit in the queue, 14 overflow
-        assert wait_until(lambda: runtime.metrics.get("received") == 20)  # reading goes on
+        assert wait_until(lambda: runtime.metrics.dropped("overflow") == 14)  # reading goes on
         release.set()
         assert wait_until(lambda: len(seqs(publisher)) == 6)
+    assert runtime.metrics.get("received") == 20
     overflow = drops.seqs("overflow")
     assert overflow == list(range(6, 20))  # the newest are dropped, each one signalled
     assert runtime.metrics.dropped("overflow") == 14

@@ -205,10 +205,13 @@ def test_overflow_over_the_wire_never_stalls_the_reader(
         for i in range(1, 10):
             spooled_emulator.publish("job.created", job_id=f"j{i}", queue_name="q", priority=0)
         assert wait_until(lambda: runtime.metrics.dropped("overflow") == 7)
-        # the reader is still reading: a later frame is still counted as received
+        # the reader is still reading: a later frame overflows too
         spooled_emulator.publish("queue.paused", queue_name="q")
-        assert wait_until(lambda: runtime.metrics.get("received") >= 11)
+        assert wait_until(lambda: runtime.metrics.dropped("overflow") == 8)
+        assert runtime.metrics.get("received") == 9  # queued frames count once decoded
         release.set()
+        assert wait_until(lambda: runtime.metrics.get("dispatched") == 3)
+    assert runtime.metrics.get("received") == 11
     assert {kw["reason"] for _, kw in dropped.calls} == {"overflow"}
 
 
