@@ -11,6 +11,8 @@ faster). Needs ``pip install -r bench/requirements.txt`` for the official SDK. N
 
 The ``gc us/event`` column is the time the garbage collector ran during a contender's
 run (``gc.callbacks``), per event; ``--no-gc`` shows what the run costs without it.
+Before each run the garbage left by earlier runs is collected (not timed), so no
+contender pays for another's.
 
 Contenders (``ref`` marks the reference each ratio is taken against):
 
@@ -90,7 +92,13 @@ class GcMeter:
             self.seconds += time.perf_counter() - self._started
 
     def measure(self, contender: Contender, server: Server, n: int) -> tuple[float, float]:
-        """``(elapsed, seconds in the collector)`` of one run of ``contender``."""
+        """``(elapsed, seconds in the collector)`` of one run of ``contender``.
+
+        The garbage of earlier runs is collected first (outside the timing): a full
+        collection takes ~12 ms here, and whichever contender happened to trigger it
+        would pay for the others' garbage.
+        """
+        gc.collect()
         self.seconds = 0.0
         gc.callbacks.append(self)
         try:

@@ -98,7 +98,7 @@ class SSEDecoder:
         for line in text.split("\n"):
             if not line:
                 if data:
-                    joined = "\n".join(data)
+                    joined = data[0] if len(data) == 1 else "\n".join(data)
                     if self._dropping or (self._max is not None and len(joined) > self._max):
                         if not self._dropping:  # counted once per event
                             self.oversized += 1

@@ -101,9 +101,11 @@ class DuplicateFilter:
         """Entries held (expired ones too, until their generation is dropped)."""
         return len(self._bases) + len(self._full)
 
-    def is_duplicate(self, event: Event) -> bool:
+    def is_duplicate(self, event: Event, now: float | None = None) -> bool:
         """True if ``event`` repeats a transition seen within the window.
 
+        ``now`` is when the event arrived, on the filter's clock (the dispatcher passes
+        the monotonic time its batch was received); by default, the clock's time now.
         A non-duplicate is recorded; a duplicate is not (it does not extend the window).
         With ``window == 0`` nothing is ever a duplicate.
         """
@@ -112,7 +114,8 @@ class DuplicateFilter:
         if not isinstance(event.data.get("job_id"), str):
             return False
         base, key = event.identity()
-        now = self._clock()
+        if now is None:
+            now = self._clock()
         if now - self._rotated_at >= self.window:
             self._age(now)
         before = now - self.window

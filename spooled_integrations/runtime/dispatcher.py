@@ -381,14 +381,14 @@ class Dispatcher:
         except Exception:
             logger.exception("fleet coordination failed; retrying")
 
-    def _dispatch(self, event: Event, received_at: float = 0.0) -> None:
+    def _dispatch(self, event: Event, received_at: float) -> None:
         age = None
         if self._needs_age:
             age = self._age(event)
             if self._max_age is not None and age is not None and age > self._max_age:
                 self._drop(event, "stale", f"{age:.1f}s old (max_age {self._max_age}s)")
                 return
-        if self._dedupe is not None and self._dedupe.is_duplicate(event):
+        if self._dedupe is not None and self._dedupe.is_duplicate(event, received_at):
             self.metrics.incr("duplicates_suppressed")
             logger.debug("duplicate suppressed: %s", event.identity_key)
             return

@@ -36,7 +36,7 @@ from spooled_integrations.errors import (
     ProtocolError,
     SubscriptionError,
 )
-from spooled_integrations.protocol import Event, EventType, format_timestamp
+from spooled_integrations.protocol import Event, format_timestamp
 from spooled_integrations.runtime.coordination import (
     CoordinationField,
     Coordinator,
@@ -386,7 +386,6 @@ class SpooledRuntime:
             )
 
 
-_PING = EventType.PING.value
 
 
 def _once_warning(once: list[str]) -> str:
