@@ -386,8 +386,6 @@ class SpooledRuntime:
             )
 
 
-
-
 def _once_warning(once: list[str]) -> str:
     return (
         f"{len(once)} subscription(s) ask for delivery='once' "
