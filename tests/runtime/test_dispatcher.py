@@ -415,3 +415,60 @@ def test_concurrent_stops_share_one_report(make_dispatcher, make_event):
         gate.opened.set()
     assert len(reports) == 3 and all(r is reports[0] for r in reports)
     assert dispatcher.metrics.dropped("stopped") == reports[0].left == 5
+
+
+def test_frames_are_decoded_on_the_dispatch_thread_and_a_failing_decode_skips_one(
+    make_dispatcher, make_event, record
+):
+    signals_seen = record(spooled_signal)
+    dispatcher = make_dispatcher(subs=[], skip_ping=True)
+    threads: set[str] = set()
+    frames = {
+        "a": [completed(make_event, job="a")],
+        "ping": [make_event("Ping")],
+        "both": make_event_pair(make_event),
+        "c": [completed(make_event, job="c")],
+    }
+
+    def decode(frame: str) -> list[Event]:
+        threads.add(threading.current_thread().name)
+        if frame == "broken":
+            raise RuntimeError("decoder bug")
+        return frames[frame]
+
+    assert dispatcher.submit_frames(["a", "ping", "broken", "both", "c"], decode) == 5
+    assert signals_seen.wait_count(4)
+    assert [e.data["job_id"] for e in signals_seen.kwarg("event")] == ["a", "s", "s", "c"]
+    assert threads == {"spooled-dispatch"}
+    report = dispatcher.stop(timeout=2)
+    counts = dispatcher.metrics.snapshot()
+    assert report.left == 0 and counts["received"] == 4 and counts["dispatched"] == 4
+    assert counts["protocol_errors"] == {"decode_failed": 1}
+    assert dispatcher.last_event_at is not None and dispatcher.last_event_at <= time.time()
+
+
+def test_refused_frames_are_decoded_so_each_event_is_dropped_and_signalled(
+    make_dispatcher, make_event, record
+):
+    dropped = record(event_dropped)
+    gate = Gate()
+    dispatcher = make_dispatcher(subs=[], queue_size=1)
+    with spooled_signal.connected_to(gate):
+        dispatcher.submit_frames(["held"], lambda frame: [completed(make_event, job=frame)])
+        assert gate.entered.wait(5)
+        queued = dispatcher.submit_frames(
+            ["q", "x", "y"], lambda frame: [completed(make_event, job=frame)] * 2
+        )
+        gate.opened.set()
+    assert queued == 1
+    assert [kw["event"].data["job_id"] for _, kw in dropped.calls] == ["x", "x", "y", "y"]
+    assert {kw["reason"] for _, kw in dropped.calls} == {"overflow"}
+    assert dispatcher.metrics.dropped("overflow") == 4
+
+
+def make_event_pair(make_event) -> list[Event]:
+    """A status change and the lifecycle event it means: one frame, two events."""
+    status = make_event(
+        "JobStatusChange", job_id="s", queue_name="q", old_status="processing", new_status="failed"
+    )
+    return [status, make_event("JobFailed", job_id="s", queue_name="q", error="x")]
