@@ -11,8 +11,6 @@ Anything else raises :class:`~spooled_integrations.errors.ProtocolError` with a 
 
 from __future__ import annotations
 
-from typing import Any
-
 from spooled_integrations.errors import ProtocolError
 from spooled_integrations.protocol import _json
 from spooled_integrations.protocol.models import Event
@@ -84,21 +82,18 @@ def decode_frame(
     wire_type = frame.get("type")
     if wire_type is None and event_name:
         # A bare data object under an SSE ``event:`` name.
-        return _build(event_name, event_name, frame, frame.get("timestamp"))
-    if not isinstance(wire_type, str) or not wire_type:
-        raise ProtocolError("frame has no string 'type'", reason="missing_field")
-    data = frame.get("data")
-    if data is None:
-        data = {}
-    elif not isinstance(data, dict):
-        raise ProtocolError(f"{wire_type[:64]}: 'data' is not an object", reason="wrong_type")
-    timestamp = frame.get("timestamp")
-    if timestamp is None:
-        timestamp = data.get("timestamp")
-    return _build(wire_type, wire_type, data, timestamp)
-
-
-def _build(name: str, wire_type: str, data: dict[str, Any], timestamp: Any) -> Event:
+        wire_type, data, timestamp = event_name, frame, frame.get("timestamp")
+    else:
+        if not isinstance(wire_type, str) or not wire_type:
+            raise ProtocolError("frame has no string 'type'", reason="missing_field")
+        data = frame.get("data")
+        if data is None:
+            data = {}
+        elif not isinstance(data, dict):
+            raise ProtocolError(f"{wire_type[:64]}: 'data' is not an object", reason="wrong_type")
+        timestamp = frame.get("timestamp")
+        if timestamp is None:
+            timestamp = data.get("timestamp")
     if timestamp is not None and not isinstance(timestamp, str):
         raise ProtocolError(f"{wire_type[:64]}: 'timestamp' is not a string", reason="wrong_type")
     expected_type = _FIELD_TYPES.get
@@ -109,9 +104,9 @@ def _build(name: str, wire_type: str, data: dict[str, Any], timestamp: Any) -> E
                 f"{wire_type[:64]}: field {key!r} should be {expected.__name__}",
                 reason="wrong_type",
             )
-    known = _KNOWN.get(name) or _resolve(name)
+    known = _KNOWN.get(wire_type) or _resolve(wire_type)
     if known is None:
-        return Event(name, data, wire_type, timestamp)
+        return Event(wire_type, data, wire_type, timestamp)
     canonical, required = known
     if required is not None and data.get(required) is None:
         raise ProtocolError(f"{wire_type[:64]}: missing field {required!r}", reason="missing_field")

@@ -105,7 +105,7 @@ class SSEDecoder:
                     else:
                         fields = (self._event or "message", joined, self._last_id, self._retry)
                         out.append(_new_message(SSEMessage, fields))
-                    data = self._data = []
+                    data.clear()
                 self._dropping = False
                 self._event = ""
             elif line.startswith("data: "):
