@@ -11,6 +11,8 @@ Anything else raises :class:`~spooled_integrations.errors.ProtocolError` with a 
 
 from __future__ import annotations
 
+from typing import Any
+
 from spooled_integrations.errors import ProtocolError
 from spooled_integrations.protocol import _json
 from spooled_integrations.protocol.models import Event
@@ -79,6 +81,7 @@ def decode_frame(
     if not isinstance(frame, dict):
         raise ProtocolError(f"frame is not a JSON object: {_preview(payload)}", reason="wrong_type")
 
+    data: Any
     wire_type = frame.get("type")
     if wire_type is None and event_name:
         # A bare data object under an SSE ``event:`` name.
