@@ -131,6 +131,7 @@ class BaseClient:
         self._tokens = TokenProvider(options)
         self._state = ConnectionState.DISCONNECTED
         self._state_lock = threading.Lock()
+        self._errors_lock = threading.Lock()
         self._event_handlers: list[EventHandler] = []
         self._batch_handlers: list[BatchHandler] = []
         self._batch: list[Event] = []
@@ -195,8 +196,9 @@ class BaseClient:
     def decode_frame(self, frame: Frame) -> list[Event]:
         """The events of one frame given to an :meth:`on_frames` handler, as the event
         handlers would get them: filtered, counted in :attr:`stats`; a bad frame is
-        counted, logged and reported to the error handlers, and gives ``[]``.
-        Call it from one thread."""
+        counted, logged and reported to the error handlers, and gives ``[]``. The
+        reader and one consumer thread may call it at the same time (the runtime decodes
+        on its dispatch thread, and on the reader the frames its queue refuses)."""
         try:
             events = normalize(frame[1], event_name=frame[0], max_size=self.options.max_frame_bytes)
         except ProtocolError as exc:
@@ -206,7 +208,8 @@ class BaseClient:
         if self.filter is not None:
             matches = self.filter.matches
             passed = [event for event in events if matches(event)]
-            stats.filtered_out += len(events) - len(passed)
+            filtered = len(events) - len(passed)
+            stats.filtered_out += filtered  # no call inside the +=: no thread switch
             events = passed
         for event in events:
             if event.type != _PING:
@@ -468,8 +471,9 @@ class BaseClient:
                 self._deliver_typed(event, typed)
 
     def _count_protocol_error(self, exc: ProtocolError) -> None:
-        errors = self.stats.protocol_errors
-        errors[exc.reason] = errors.get(exc.reason, 0) + 1
+        with self._errors_lock:  # the reader and a decode_frame() consumer may both count
+            errors = self.stats.protocol_errors
+            errors[exc.reason] = errors.get(exc.reason, 0) + 1
         self._log.warning(
             "Spooled %s: skipped a bad frame (%s): %s", self.transport, exc.reason, exc
         )
