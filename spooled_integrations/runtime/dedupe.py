@@ -13,17 +13,20 @@ without the retry count.
 
 Only job lifecycle events and ``job.status`` are considered; everything else passes.
 
-Memory is bounded by time and size without per-entry expiry work: entries live in two
-generations of plain dicts. Lookups see both and compare the time an entry was seen
-with the window; every ``window`` seconds the older generation is dropped whole, and
-so it is when the younger one reaches half of ``max_entries`` (the oldest go first).
-An entry is therefore forgotten between one and two windows after it was seen.
+Memory is bounded by time and size without per-entry expiry work: each table is one
+plain dict in the order entries were recorded (an update moves its key to the end), so
+the oldest entries are always at the front. Lookups compare the time an entry was seen
+with the window; once per ``window`` the expired front is dropped, and when a table
+holds more than ``max_entries`` its older half is dropped. One dict, not two
+generations: a new key costs one probe of a large table, not two (~3 % of the
+runtime's time per event, in cache misses).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from itertools import islice
 from typing import Any
 
 from spooled_integrations.protocol import Event, EventType
@@ -44,31 +47,43 @@ DEDUPED_TYPES = frozenset(
 """Event types subject to duplicate suppression."""
 
 
-class _Generations:
-    """A dict kept as a young and an old generation (see the module docstring)."""
+class _Recent:
+    """A dict kept in the order entries were recorded, trimmed from its oldest end."""
 
-    __slots__ = ("half", "old", "young")
+    __slots__ = ("entries", "limit")
 
     def __init__(self, max_entries: int) -> None:
-        self.young: dict[str, Any] = {}
-        self.old: dict[str, Any] = {}
-        self.half = max(1, max_entries // 2)
+        self.entries: dict[str, Any] = {}
+        self.limit = max_entries
 
     def __len__(self) -> int:
-        return len(self.young) + len(self.old)
+        return len(self.entries)
 
     def get(self, key: str) -> Any:
-        found = self.young.get(key)
-        return self.old.get(key) if found is None else found
+        return self.entries.get(key)
 
     def put(self, key: str, value: Any) -> None:
-        young = self.young
-        young[key] = value
-        if len(young) >= self.half:
-            self.rotate()
+        entries = self.entries
+        entries.pop(key, None)  # an update moves to the recent end
+        entries[key] = value
+        if len(entries) > self.limit:
+            self.trim()
 
-    def rotate(self) -> None:
-        self.old, self.young = self.young, {}
+    def trim(self) -> None:
+        """Keep the newer half."""
+        entries = self.entries
+        keep = max(1, self.limit // 2)
+        self.entries = dict(islice(entries.items(), len(entries) - keep, None))
+
+    def forget_before(self, cutoff: float) -> None:
+        """Drop the entries last seen at or before ``cutoff`` (a prefix)."""
+        expired = 0
+        for value in self.entries.values():
+            if (value[0] if value.__class__ is tuple else value) > cutoff:
+                break
+            expired += 1
+        if expired:
+            self.entries = dict(islice(self.entries.items(), expired, None))
 
 
 class DuplicateFilter:
@@ -93,9 +108,9 @@ class DuplicateFilter:
         self._clock = clock
         # base -> time last seen without a retry count (in any form then), or else
         # (last seen in any form, last seen without a retry count or None)
-        self._bases = _Generations(max_entries)
-        self._full = _Generations(max_entries)  # full key -> seen at (retry count events)
-        self._rotated_at = clock()
+        self._bases = _Recent(max_entries)
+        self._full = _Recent(max_entries)  # full key -> seen at (retry count events)
+        self._aged_at = clock()
 
     def __len__(self) -> int:
         """Entries held (expired ones too, until their generation is dropped)."""
@@ -116,13 +131,14 @@ class DuplicateFilter:
         base, key = event.identity()
         if now is None:
             now = self._clock()
-        if now - self._rotated_at >= self.window:
-            self._age(now)
         before = now - self.window
+        if now - self._aged_at >= self.window:
+            self._bases.forget_before(before)
+            self._full.forget_before(before)
+            self._aged_at = now
         bases = self._bases
-        seen = bases.young.get(base)  # get() and put() inlined for the common case
-        if seen is None:
-            seen = bases.old.get(base)
+        entries = bases.entries
+        seen = entries.get(base)  # get() and put() inlined for the common case
         if seen is None:
             last_at = bare_at = None
         elif seen.__class__ is tuple:
@@ -132,10 +148,11 @@ class DuplicateFilter:
         if key is base:  # no retry count (identity() returns base twice then)
             if last_at is not None and last_at > before:
                 return True
-            young = bases.young
-            young[base] = now  # a bare float, not a pair: nothing for the collector
-            if len(young) >= bases.half:
-                bases.rotate()
+            if seen is not None:
+                del entries[base]  # expired: recorded again at the recent end
+            entries[base] = now  # a bare float, not a pair: nothing for the collector
+            if len(entries) > bases.limit:
+                bases.trim()
             return False
         if bare_at is not None and bare_at > before:
             return True
@@ -147,13 +164,5 @@ class DuplicateFilter:
         return False
 
     def clear(self) -> None:
-        for table in (self._bases, self._full):
-            table.young, table.old = {}, {}
-
-    def _age(self, now: float) -> None:
-        """Drop a generation per window passed: one for one window, both for two."""
-        passed = 2 if now - self._rotated_at >= 2 * self.window else 1
-        for _ in range(passed):
-            self._bases.rotate()
-            self._full.rotate()
-        self._rotated_at = now
+        self._bases.entries.clear()
+        self._full.entries.clear()

@@ -131,3 +131,28 @@ def test_invalid_settings():
         DuplicateFilter(window=-1)
     with pytest.raises(ValueError):
         DuplicateFilter(max_entries=0)
+
+
+def test_expired_entries_are_forgotten_once_a_window_even_after_a_key_came_back(clock, make_event):
+    dedupe = DuplicateFilter(window=60.0, clock=clock)  # cleaned up at t=1000
+    clock.now = 1010
+    assert not dedupe.is_duplicate(completed_event(make_event, "a"))
+    clock.now = 1065  # a clean-up (drops what was seen before 1005: nothing)
+    assert not dedupe.is_duplicate(completed_event(make_event, "b"))
+    clock.now = 1071  # a expired, still held: recorded again, after b
+    assert not dedupe.is_duplicate(completed_event(make_event, "a"))
+    clock.now = 1126  # a clean-up: b (1065) has expired, a (1071) has not
+    assert not dedupe.is_duplicate(completed_event(make_event, "c"))
+    assert len(dedupe) == 2  # a and c
+    assert dedupe.is_duplicate(completed_event(make_event, "a"))
+
+
+def test_a_table_of_one_still_remembers_the_last_entry(clock, make_event):
+    tiny = DuplicateFilter(window=60.0, max_entries=1, clock=clock)
+    for job in ("a", "b", "c"):
+        assert not tiny.is_duplicate(completed_event(make_event, job))
+        assert tiny.is_duplicate(completed_event(make_event, job))
+
+
+def completed_event(make_event, job):
+    return make_event("JobCompleted", job_id=job, queue_name="q")
