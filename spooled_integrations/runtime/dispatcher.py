@@ -240,9 +240,7 @@ class Dispatcher:
         """Drop what could not be queued, event by event."""
         events = items
         if decode is not None:
-            events = [event for item in items for event in decode(item)]
-            if self._skip_ping:
-                events = [event for event in events if event.type != _PING]
+            events = [event for item in items for event in self._events_of(item, decode)]
             self.metrics.incr("received", len(events))
         for event in events:
             self._drop(event, reason, detail)
@@ -348,14 +346,7 @@ class Dispatcher:
             if decode is None:
                 events = (item,)
             else:
-                try:
-                    events = decode(item)
-                except Exception:  # a broken decoder loses this frame, not the thread
-                    logger.exception("decoding a frame failed; it is skipped")
-                    self.metrics.protocol_error("decode_failed")
-                    events = []
-                if events and self._skip_ping and events[0].type == _PING:
-                    events = []  # a ping frame is one event
+                events = self._events_of(item, decode)
                 counts["received"] += len(events)
             for event in events:
                 try:
@@ -367,6 +358,19 @@ class Dispatcher:
                 self._finish_while_stopping()
             else:
                 self._in_flight = False
+
+    def _events_of(self, frame: Any, decode: Callable[[Any], list[Event]]) -> list[Event]:
+        """A frame's events, pings skipped; a broken decoder loses the frame, not the
+        thread (logged, counted as ``protocol_errors{decode_failed}``)."""
+        try:
+            events = decode(frame)
+        except Exception:
+            logger.exception("decoding a frame failed; it is skipped")
+            self.metrics.protocol_error("decode_failed")
+            return []
+        if events and self._skip_ping and events[0].type == _PING:
+            return []  # a ping frame is one event
+        return events
 
     def _finish_while_stopping(self) -> None:
         # Under the lock, so stop() counts this event either as drained or as left.
