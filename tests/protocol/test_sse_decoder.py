@@ -165,3 +165,54 @@ def test_without_a_limit_long_events_pass() -> None:
     out, decoder = decode_limited([OVERSIZED_STREAM], 100_000)
     assert [len(d) for d in out] == [6, 5000, 1201, 5]
     assert decoder.oversized == 0
+
+
+# Pieces of the shape servers send (decoded all at once by the canonical path) mixed
+# with everything that must leave it: comments, ids, several data lines, no event line,
+# blank runs, "event:" without a space, an event over the limit.
+STREAM_PIECES = st.sampled_from(
+    [
+        AXUM_EVENT,
+        b"event: job.completed\ndata: {}\n\n",
+        b"event: \ndata: unnamed\n\n",
+        b"event: x\ndata: \n\n",
+        b"event: a\ndata: event: b\n\n",
+        b"data: no name\n\n",
+        b": keepalive\n\n",
+        b"id: 7\nevent: y\ndata: with id\n\n",
+        b"event: z\ndata: one\ndata: two\n\n",
+        b"event:nospace\ndata:nospace\n\n",
+        b"event: late\n\ndata: orphan\n\n",
+        b"\n\n",
+        b"retry: 50\n",
+        b"event: big\ndata: " + b"x" * 201 + b"\n\n",  # one over the limit
+        b"event: top\ndata: " + b"x" * 200 + b"\n\n",  # at the limit
+    ]
+)
+
+
+@given(st.lists(STREAM_PIECES, max_size=25), st.lists(st.integers(0, 8000), max_size=6))
+def test_whole_reads_decode_as_line_by_line(pieces: list[bytes], cuts: list[int]) -> None:
+    """Large reads take the canonical path where they can; one byte at a time never
+    does (a read then holds at most one line). Both must give the same messages."""
+    stream = b"".join(pieces)
+
+    def decode(chunks: list[bytes]) -> tuple[list[SSEMessage], int, int]:
+        decoder = SSEDecoder(max_message=200)
+        out = [message for chunk in chunks for message in decoder.feed(chunk)]
+        return out, decoder.oversized, decoder.comments
+
+    by_byte = decode([stream[i : i + 1] for i in range(len(stream))])
+    assert decode([stream]) == by_byte
+    assert decode(split_at(stream, cuts)) == by_byte
+
+
+def test_canonical_reads_keep_names_ids_and_defaults() -> None:
+    decoder = SSEDecoder()
+    decoder.feed(b"id: 9\nretry: 10\n\n")
+    out = decoder.feed(b"event: a\ndata: 1\n\nevent: \ndata: 2\n\nevent: a\ndata: 3\n\n")
+    assert out == [
+        SSEMessage("a", "1", "9", 10),
+        SSEMessage("message", "2", "9", 10),
+        SSEMessage("a", "3", "9", 10),
+    ]
