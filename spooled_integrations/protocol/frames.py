@@ -60,62 +60,6 @@ _RETRY_AFTER = frozenset({"processing", "running", "failed"})
 _WAITING = frozenset({"pending", "scheduled"})
 
 
-def decode_frame(
-    payload: bytes | str,
-    *,
-    event_name: str | None = None,
-    max_size: int = DEFAULT_MAX_FRAME_BYTES,
-) -> Event:
-    """Decode one JSON frame into an :class:`Event`.
-
-    ``event_name`` is the SSE ``event:`` line, used when the payload has no ``type``.
-    """
-    if len(payload) > max_size:
-        raise ProtocolError(
-            f"frame of {len(payload)} bytes exceeds the {max_size}-byte limit", reason="too_large"
-        )
-    try:
-        frame = _json.loads(payload)
-    except _json.JSONDecodeError:
-        raise ProtocolError(f"frame is not JSON: {_preview(payload)}", reason="not_json") from None
-    if not isinstance(frame, dict):
-        raise ProtocolError(f"frame is not a JSON object: {_preview(payload)}", reason="wrong_type")
-
-    data: Any
-    wire_type = frame.get("type")
-    if wire_type is None and event_name:
-        # A bare data object under an SSE ``event:`` name.
-        wire_type, data, timestamp = event_name, frame, frame.get("timestamp")
-    else:
-        if not isinstance(wire_type, str) or not wire_type:
-            raise ProtocolError("frame has no string 'type'", reason="missing_field")
-        data = frame.get("data")
-        if data is None:
-            data = {}
-        elif not isinstance(data, dict):
-            raise ProtocolError(f"{wire_type[:64]}: 'data' is not an object", reason="wrong_type")
-        timestamp = frame.get("timestamp")
-        if timestamp is None:
-            timestamp = data.get("timestamp")
-    if timestamp is not None and not isinstance(timestamp, str):
-        raise ProtocolError(f"{wire_type[:64]}: 'timestamp' is not a string", reason="wrong_type")
-    expected_type = _FIELD_TYPES.get
-    for key, value in data.items():
-        expected = expected_type(key)
-        if expected is not None and value is not None and type(value) is not expected:
-            raise ProtocolError(
-                f"{wire_type[:64]}: field {key!r} should be {expected.__name__}",
-                reason="wrong_type",
-            )
-    known = _KNOWN.get(wire_type) or _resolve(wire_type)
-    if known is None:
-        return Event(wire_type, data, wire_type, timestamp)
-    canonical, required = known
-    if required is not None and data.get(required) is None:
-        raise ProtocolError(f"{wire_type[:64]}: missing field {required!r}", reason="missing_field")
-    return Event(canonical, data, wire_type, timestamp)
-
-
 def _resolve(name: str) -> tuple[str, str | None] | None:
     found = resolve(name)
     if found is None:
@@ -168,12 +112,70 @@ def normalize(
     event_name: str | None = None,
     max_size: int = DEFAULT_MAX_FRAME_BYTES,
 ) -> list[Event]:
-    """Decode a frame and append the lifecycle event it implies, if any."""
-    event = decode_frame(payload, event_name=event_name, max_size=max_size)
-    if event.type != _JOB_STATUS:
+    """Decode one JSON frame into its :class:`Event`, followed by the lifecycle event a
+    ``job.status`` change implies, if any.
+
+    ``event_name`` is the SSE ``event:`` line, used when the payload has no ``type``.
+    One function, not :func:`decode_frame` plus a step: it runs for every frame.
+    """
+    if len(payload) > max_size:
+        raise ProtocolError(
+            f"frame of {len(payload)} bytes exceeds the {max_size}-byte limit", reason="too_large"
+        )
+    try:
+        frame = _json.loads(payload)
+    except _json.JSONDecodeError:
+        raise ProtocolError(f"frame is not JSON: {_preview(payload)}", reason="not_json") from None
+    if not isinstance(frame, dict):
+        raise ProtocolError(f"frame is not a JSON object: {_preview(payload)}", reason="wrong_type")
+
+    data: Any
+    wire_type = frame.get("type")
+    if wire_type is None and event_name:
+        # A bare data object under an SSE ``event:`` name.
+        wire_type, data, timestamp = event_name, frame, frame.get("timestamp")
+    else:
+        if not isinstance(wire_type, str) or not wire_type:
+            raise ProtocolError("frame has no string 'type'", reason="missing_field")
+        data = frame.get("data")
+        if data is None:
+            data = {}
+        elif not isinstance(data, dict):
+            raise ProtocolError(f"{wire_type[:64]}: 'data' is not an object", reason="wrong_type")
+        timestamp = frame.get("timestamp")
+        if timestamp is None:
+            timestamp = data.get("timestamp")
+    if timestamp is not None and not isinstance(timestamp, str):
+        raise ProtocolError(f"{wire_type[:64]}: 'timestamp' is not a string", reason="wrong_type")
+    expected_type = _FIELD_TYPES.get
+    for key, value in data.items():
+        expected = expected_type(key)
+        if expected is not None and value is not None and type(value) is not expected:
+            raise ProtocolError(
+                f"{wire_type[:64]}: field {key!r} should be {expected.__name__}",
+                reason="wrong_type",
+            )
+    known = _KNOWN.get(wire_type) or _resolve(wire_type)
+    if known is None:
+        return [Event(wire_type, data, wire_type, timestamp)]
+    canonical, required = known
+    if required is not None and data.get(required) is None:
+        raise ProtocolError(f"{wire_type[:64]}: missing field {required!r}", reason="missing_field")
+    event = Event(canonical, data, wire_type, timestamp)
+    if canonical != _JOB_STATUS:
         return [event]
     derived = derive_lifecycle(event)
     return [event] if derived is None else [event, derived]
+
+
+def decode_frame(
+    payload: bytes | str,
+    *,
+    event_name: str | None = None,
+    max_size: int = DEFAULT_MAX_FRAME_BYTES,
+) -> Event:
+    """Decode one JSON frame into an :class:`Event` (see :func:`normalize`)."""
+    return normalize(payload, event_name=event_name, max_size=max_size)[0]
 
 
 def _preview(payload: bytes | str) -> str:
