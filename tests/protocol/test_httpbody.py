@@ -54,11 +54,52 @@ def test_any_chunks_split_anywhere_give_the_body(
     assert unchunk(split_at(wire, cuts)) == (b"".join(chunks), end)
 
 
+# Chunk data made of what could be mistaken for framing: CRLFs, hex sizes, zeros.
+FRAMING_LOOKALIKES = st.lists(
+    st.sampled_from([b"\r\n", b"\r", b"\n", b"0", b"5", b"a", b"F", b"3\r\nabc", b";x", b"xyz"]),
+    min_size=1,
+    max_size=12,
+).map(b"".join)
+
+
+@given(
+    st.lists(FRAMING_LOOKALIKES, max_size=20),
+    st.lists(st.integers(min_value=0, max_value=2_000), max_size=12),
+    st.booleans(),
+)
+def test_data_that_looks_like_framing_is_still_data(
+    chunks: list[bytes], cuts: list[int], end: bool
+) -> None:
+    """Whole reads are unframed at once where they can be; data holding CRLFs and
+    size-like bytes must still come out exactly, wherever the reads split."""
+    wire = b"".join(b"%x\r\n%s\r\n" % (len(c), c) for c in chunks) + (b"0\r\n\r\n" if end else b"")
+    expected = (b"".join(chunks), end)
+    assert unchunk([wire]) == expected
+    assert unchunk(split_at(wire, cuts)) == expected
+    assert unchunk([wire[i : i + 1] for i in range(len(wire))]) == expected
+
+
+def test_a_long_chunk_streams_out_before_it_ends() -> None:
+    """A 1 MiB chunk's data comes out as it arrives (after a whole chunk in the same
+    read too), and what is held stays below one read."""
+    payload = bytes(range(256)) * 4096
+    wire = b"1\r\n!\r\n%x\r\n%s\r\n" % (len(payload), payload)
+    body = ChunkedBody()
+    out = b""
+    for i in range(0, len(wire), 16 * 1024):
+        out += body.feed(wire[i : i + 16 * 1024])
+        if i >= 128 * 1024:
+            assert len(out) >= i - 64 * 1024
+        assert len(body._pending) < 16 * 1024
+    assert out == b"!" + payload
+
+
 @pytest.mark.parametrize(
     "wire",
     [
         b"zz\r\nhello\r\n",
         b"5\r\nhelloXX",
+        b"5\r\nhello\r\n\r\nhello\r\n",
         b"-5\r\nhello\r\n",
         b"0x5\r\nhello\r\n",
         b"1_0\r\n" + b"x" * 16 + b"\r\n",
