@@ -45,6 +45,7 @@ DEDUPED_TYPES = frozenset(
     }
 )
 """Event types subject to duplicate suppression."""
+_JOB_STATUS = EventType.JOB_STATUS.value
 
 
 class _Recent:
@@ -124,11 +125,17 @@ class DuplicateFilter:
         A non-duplicate is recorded; a duplicate is not (it does not extend the window).
         With ``window == 0`` nothing is ever a duplicate.
         """
-        if event.type not in DEDUPED_TYPES or self.window == 0:
+        kind = event.type
+        if kind not in DEDUPED_TYPES or self.window == 0:
             return False
-        if not isinstance(event.data.get("job_id"), str):
+        data = event.data
+        job_id = data.get("job_id")
+        if not isinstance(job_id, str):
             return False
-        base, key = event.identity()
+        if kind != _JOB_STATUS and "retry_count" not in data:
+            base = key = f"{kind}:{job_id}"  # Event.identity() for the usual lifecycle event
+        else:
+            base, key = event.identity()
         if now is None:
             now = self._clock()
         before = now - self.window
