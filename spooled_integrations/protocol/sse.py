@@ -121,12 +121,12 @@ class SSEDecoder:
         full = len(lines) - len(lines) % 3
         if not full or any(lines[2:full:3]):
             return 0
+        event_lines, datas = lines[0:full:3], lines[1:full:3]
         names: dict[str, str] = {}
-        for line in set(lines[0:full:3]):
+        for line in set(event_lines):
             if not line.startswith("event: "):
                 return 0
             names[line] = line[7:] or "message"
-        datas = lines[1:full:3]
         if not all(map(str.startswith, datas, repeat("data: "))):
             return 0
         if self._max is not None and max(map(len, datas)) - 6 > self._max:
@@ -134,7 +134,7 @@ class SSEDecoder:
         last_id, retry = self._last_id, self._retry
         out += [
             _new_message(SSEMessage, (names[line], data[6:], last_id, retry))
-            for line, data in zip(lines[0:full:3], datas, strict=True)
+            for line, data in zip(event_lines, datas, strict=True)
         ]
         return full
 
