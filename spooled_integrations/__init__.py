@@ -34,6 +34,7 @@ from spooled_integrations.runtime import (
     load_subscriptions,
 )
 from spooled_integrations.signals import (
+    caught_up,
     connection_state_changed,
     event_dropped,
     leadership_changed,
@@ -72,6 +73,7 @@ __all__ = [
     "WebSocketClient",
     "WorkerEvent",
     "__version__",
+    "caught_up",
     "connection_state_changed",
     "create_client",
     "event_dropped",

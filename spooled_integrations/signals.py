@@ -5,6 +5,7 @@ connected with ``weak=False``, or blinker forgets them when the function returns
 """
 
 from spooled_integrations.runtime.signals import (
+    caught_up,
     connection_state_changed,
     event_dropped,
     leadership_changed,
@@ -15,6 +16,7 @@ from spooled_integrations.runtime.signals import (
 )
 
 __all__ = [
+    "caught_up",
     "connection_state_changed",
     "event_dropped",
     "leadership_changed",

@@ -1,4 +1,5 @@
-"""Realtime clients for Spooled (mirrors the Go ``realtime`` package)."""
+"""Realtime clients for Spooled (mirrors the Go ``realtime`` package), and a small
+REST client for job lookups (:class:`JobsClient`)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from spooled_integrations.client.options import (
     ConnectionState,
     SubscriptionFilter,
 )
+from spooled_integrations.client.rest import JobPage, JobsClient, JobSummary
 from spooled_integrations.client.sse import SSEClient
 from spooled_integrations.client.websocket import WebSocketClient
 
@@ -19,6 +21,9 @@ __all__ = [
     "ClientStats",
     "ConnectionOptions",
     "ConnectionState",
+    "JobPage",
+    "JobSummary",
+    "JobsClient",
     "RealtimeClient",
     "SSEClient",
     "SubscriptionFilter",

@@ -273,6 +273,12 @@ class BaseClient:
     def state(self) -> ConnectionState:
         return self._state
 
+    @property
+    def token_provider(self) -> TokenProvider:
+        """The cached-JWT provider of this client, to share with a :class:`JobsClient`
+        so REST lookups cost no extra login."""
+        return self._tokens
+
     def start(self) -> None:
         """Connect in the background and keep reconnecting; returns at once."""
         if self._thread is not None and self._thread.is_alive():

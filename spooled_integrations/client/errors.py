@@ -56,7 +56,10 @@ def error_for_status(
     secrets: Iterable[str | None] = (),
 ) -> SpooledConnectionError:
     """The typed error for a non-success answer; message redacted."""
-    detail = redact(f"{what} refused with HTTP {status}: {_message(body) or 'no body'}", *secrets)
+    # Redact the whole body before cutting it short: a JWT cut in two no longer looks
+    # like one.
+    message = _message(redact(body, *secrets))
+    detail = redact(f"{what} refused with HTTP {status}: {message or 'no body'}", *secrets)
     if status in (401, 403):
         return AuthError(detail, status=status)
     if status == 429:

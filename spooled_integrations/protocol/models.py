@@ -20,7 +20,10 @@ from spooled_integrations.protocol import _json
 from spooled_integrations.protocol.timestamps import parse_timestamp
 from spooled_integrations.protocol.vocabulary import EventType, resolve
 
-__all__ = ["Event", "JobEvent", "QueueEvent", "WorkerEvent"]
+__all__ = ["CATCH_UP", "Event", "JobEvent", "QueueEvent", "WorkerEvent"]
+
+CATCH_UP = "catch_up"
+"""``Event.derived_from`` of an event recovered from the job list after a stream gap."""
 
 _LIFECYCLE_NAMES = frozenset(
     member.value
@@ -43,7 +46,8 @@ class Event:
     ``type`` is the canonical name (``job.completed``) or, for a type we do not know,
     the name as sent. ``wire_type`` and ``data`` are exactly what the server sent;
     ``derived_from`` is ``"job.status"`` for a lifecycle event derived from a status
-    change.
+    change, and ``"catch_up"`` for one recovered from the job list after a stream gap
+    (:attr:`replayed`).
     """
 
     type: str
@@ -72,6 +76,11 @@ class Event:
     def event_type(self) -> EventType | None:
         """The canonical :class:`EventType`, or ``None`` when the type is unknown."""
         return resolve(self.type)
+
+    @property
+    def replayed(self) -> bool:
+        """True for an event recovered from the job list, not received on the stream."""
+        return self.derived_from == CATCH_UP
 
     @property
     def known(self) -> bool:

@@ -11,6 +11,7 @@ from spooled_integrations.runtime.publisher import PublishedCall, Publisher, Rec
 from spooled_integrations.runtime.router import Router
 from spooled_integrations.runtime.runtime import RuntimeConfig, SpooledRuntime
 from spooled_integrations.runtime.signals import (
+    caught_up,
     connection_state_changed,
     event_dropped,
     leadership_changed,
@@ -39,6 +40,7 @@ __all__ = [
     "SpooledRuntime",
     "Subscription",
     "SubscriptionSet",
+    "caught_up",
     "connection_state_changed",
     "event_dropped",
     "leadership_changed",

@@ -24,8 +24,9 @@ runtime's time per event, in cache misses).
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from itertools import islice
 from typing import Any
 
@@ -112,6 +113,8 @@ class DuplicateFilter:
         self._bases = _Recent(max_entries)
         self._full = _Recent(max_entries)  # full key -> seen at (retry count events)
         self._aged_at = clock()
+        self._holds = 0  # while > 0, nothing expires (a stream gap is being swept)
+        self._holds_lock = threading.Lock()
 
     def __len__(self) -> int:
         """Entries held (expired ones too, until their generation is dropped)."""
@@ -139,7 +142,7 @@ class DuplicateFilter:
         if now is None:
             now = self._clock()
         before = now - self.window
-        if now - self._aged_at >= self.window:
+        if now - self._aged_at >= self.window and not self._holds:
             self._bases.forget_before(before)
             self._full.forget_before(before)
             self._aged_at = now
@@ -169,6 +172,44 @@ class DuplicateFilter:
         self._full.put(key, now)
         bases.put(base, (now, bare_at if last_at is not None and last_at > before else None))
         return False
+
+    def seen_ever(self, event: Event) -> bool:
+        """True if ``event``'s transition is held in the table, however long ago.
+
+        For recovered events: their live twin may have come long before the sweep that
+        recovered them (a gap is swept when it ends), so the window does not apply;
+        :meth:`hold` keeps what came before a gap until its sweep is dispatched.
+        """
+        if event.type not in DEDUPED_TYPES or not isinstance(event.data.get("job_id"), str):
+            return False
+        base, key = event.identity()
+        return base in self._bases.entries or (key is not base and key in self._full.entries)
+
+    def hold(self) -> None:
+        """Stop expiring entries until a matching :meth:`release` (any thread)."""
+        with self._holds_lock:
+            self._holds += 1
+
+    def release(self) -> None:
+        with self._holds_lock:
+            self._holds = max(0, self._holds - 1)
+
+    def recent(self, since: float, limit: int) -> list[str]:
+        """Bases of transitions recorded at or after ``since`` (clock time), newest
+        first, at most ``limit``: what a checkpoint keeps so a restart does not repeat
+        them. Call it on the thread that calls :meth:`is_duplicate`."""
+        found: list[str] = []
+        for base, value in reversed(self._bases.entries.items()):
+            if (value[0] if value.__class__ is tuple else value) < since or len(found) >= limit:
+                break
+            found.append(base)
+        return found
+
+    def remember(self, bases: Iterable[str], now: float | None = None) -> None:
+        """Record transitions as seen without a retry count (a restart's checkpoint)."""
+        at = self._clock() if now is None else now
+        for base in bases:
+            self._bases.put(base, at)
 
     def clear(self) -> None:
         self._bases.entries.clear()

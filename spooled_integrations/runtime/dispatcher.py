@@ -50,6 +50,7 @@ DEFAULT_QUEUE_SIZE = 10_000
 
 _PING = EventType.PING.value
 _WAKE = object()  # queued by stop() to wake a thread blocked on an empty queue
+_TICK_EVERY = 0.5  # seconds: the tick runs at least this often
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,7 @@ class Dispatcher:
         wall_clock: Callable[[], float] = time.time,
         coordinator: Coordinator | None = None,
         skip_ping: bool = False,
+        tick: Callable[[], None] | None = None,
     ) -> None:
         if queue_size < 1:
             raise ValueError("queue_size must be >= 1")
@@ -150,6 +152,7 @@ class Dispatcher:
         self._overflow_logged_at = 0.0
         self._overflow_unlogged = 0
         self._coordinator = coordinator
+        self._tick = tick
         self._last_done: tuple[float, Event | None] = (time.monotonic(), None)
         self._counts: dict[str, int] = {}  # the dispatch thread's metrics table (see _run)
         if coordinator is not None:
@@ -203,6 +206,20 @@ class Dispatcher:
         """
         self.metrics.incr("received", len(events))
         return self._submit(events, None)
+
+    def submit_recovered(self, events: list[Event], done: Callable[[int, int], None]) -> None:
+        """Queue events a catch-up sweep recovered; any thread, never refused for size.
+
+        They are dispatched in order, after what is queued, like live events, except
+        that one whose transition the duplicate window holds at any age is suppressed.
+        ``done(new, duplicates)`` then runs on the dispatch thread. A sweep's batch is
+        bounded by its request cap, so it bypasses ``queue_size``.
+        """
+        self.call_soon(lambda: done(*self._dispatch_recovered(events)))
+
+    def call_soon(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` on the dispatch thread after what is queued now (any thread)."""
+        self._queue.put(fn)
 
     def submit_frames(self, frames: list[Any], decode: Callable[[Any], list[Event]]) -> int:
         """Queue undecoded ``frames`` (kept by the dispatcher); how many were queued.
@@ -307,14 +324,21 @@ class Dispatcher:
     def _run(self) -> None:
         self._counts = self.metrics.thread_counts()  # _dispatch runs on this thread only
         coordinator = self._coordinator
+        tick = self._tick
         timeout = coordinator.poll_interval if coordinator is not None else None
+        if tick is not None:
+            timeout = min(timeout or _TICK_EVERY, _TICK_EVERY)
         while True:
             try:
                 item = self._queue.get(timeout=timeout)
             except queue.Empty:
                 item = None
-            if item is not None and item is not _WAKE:
+            if item.__class__ is tuple:
                 self._dispatch_batch(*item)
+            elif item is not None and item is not _WAKE:
+                self._call_control(item)
+            if tick is not None:
+                self._call_control(tick)
             # After the batch: what waits for the queue to empty (claims) goes at once,
             # even when the batch ended with frames that are not events (pings).
             if coordinator is not None and not self._abandon.is_set():
@@ -358,6 +382,32 @@ class Dispatcher:
                 self._finish_while_stopping()
             else:
                 self._in_flight = False
+
+    def _call_control(self, fn: Callable[[], None]) -> None:
+        try:
+            fn()
+        except Exception:
+            logger.exception("a runtime task on the dispatch thread failed")
+
+    def _dispatch_recovered(self, events: list[Event]) -> tuple[int, int]:
+        """Dispatch a sweep's events; ``(new, duplicates)``."""
+        dedupe = self._dedupe
+        received_at = time.monotonic()
+        new = duplicates = 0
+        for event in events:
+            if self._abandon.is_set():
+                break
+            if dedupe is not None and dedupe.seen_ever(event):
+                duplicates += 1
+                self.metrics.incr("duplicates_suppressed")
+                continue
+            new += 1
+            try:
+                self._dispatch(event, received_at)
+            except Exception:
+                logger.exception("dispatching recovered %s failed", event.type)
+        self.metrics.incr("caught_up", new)
+        return new, duplicates
 
     def _events_of(self, frame: Any, decode: Callable[[Any], list[Event]]) -> list[Event]:
         """A frame's events, pings skipped; a broken decoder loses the frame, not the

@@ -22,6 +22,8 @@ COUNTERS = (
     "receiver_failures",
     "publish_retries",
     "reconnects",
+    "caught_up",
+    "catch_up_requests",
 )
 """Plain counters; ``dropped`` and ``protocol_errors`` are counted by reason."""
 
@@ -43,7 +45,9 @@ class Metrics:
       a lease leader failed: it may not have run) and ``claim_holder_lost`` (claimed
       by a node that died before it could publish it);
     - ``duplicates_suppressed``, ``receiver_failures``, ``publish_retries``,
-      ``reconnects``, ``protocol_errors[reason]``.
+      ``reconnects``, ``protocol_errors[reason]``;
+    - ``caught_up``: events recovered from the job list after a gap and dispatched
+      (their live twin never came); ``catch_up_requests``: job-list requests made.
     """
 
     def __init__(self) -> None:

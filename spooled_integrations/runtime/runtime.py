@@ -37,6 +37,8 @@ from spooled_integrations.errors import (
     SubscriptionError,
 )
 from spooled_integrations.protocol import Event, format_timestamp
+from spooled_integrations.runtime.catchup import SKEW, CatchUp, CatchUpSettings
+from spooled_integrations.runtime.checkpoint import MAX_RECENT, open_store
 from spooled_integrations.runtime.coordination import (
     CoordinationField,
     Coordinator,
@@ -54,8 +56,10 @@ from spooled_integrations.runtime.metrics import Metrics
 from spooled_integrations.runtime.publisher import Publisher
 from spooled_integrations.runtime.router import Router
 from spooled_integrations.runtime.signals import (
+    caught_up,
     connection_state_changed,
     send_isolated,
+    spooled_signal,
     stream_gap,
 )
 from spooled_integrations.runtime.subscriptions import (
@@ -63,6 +67,7 @@ from spooled_integrations.runtime.subscriptions import (
     load_subscriptions,
     position,
 )
+from spooled_integrations.runtime.sweep import RECOVERABLE, Interest
 
 __all__ = ["RuntimeConfig", "SpooledRuntime"]
 
@@ -104,6 +109,21 @@ class RuntimeConfig(BaseModel):
     """Fleet coordination of ``delivery="once"`` subscriptions (``None``: none); a
     :class:`CoordinationConfig`, a mapping, or a string (see
     :func:`~spooled_integrations.runtime.coordination.parse_coordination`)."""
+    catch_up: bool = True
+    """After every stream gap (and after a restart, with a checkpoint) deliver the job
+    transitions the REST job list proves were missed."""
+    catch_up_max_age: float = Field(default=3600.0, gt=0)
+    """How far back a sweep looks (seconds); an older part of a gap is reported missing."""
+    catch_up_poll: Literal["off", "auto", "always"] = "auto"
+    """Sweep on an interval for servers whose stream carries no job events: ``auto``
+    starts when the job list shows transitions the stream did not deliver."""
+    catch_up_interval: float = Field(default=5.0, gt=0)
+    """Seconds between polling sweeps."""
+    catch_up_max_requests: int = Field(default=200, ge=1)
+    """Job-list requests one sweep may make; beyond them the gap is reported incomplete."""
+    checkpoint: str | None = None
+    """Where the position survives a restart: a Redis URL or a file path (default: the
+    coordination Redis when coordination is configured, else none)."""
 
     def __init__(self, **data: Any) -> None:
         if data.get("subscriptions") is not None:
@@ -181,17 +201,24 @@ class SpooledRuntime:
         self.coordinator: Coordinator | None = None
         if config.coordination is not None and config.once_subscriptions:
             self.coordinator = create_coordinator(config.coordination, signal_sender=self)
+        self._dedupe = (
+            DuplicateFilter(config.dedupe_window, max_entries=config.dedupe_max_entries)
+            if config.dedupe_window > 0
+            else None
+        )
+        self.catch_up = self._build_catch_up() if config.catch_up else None
         self._dispatcher = Dispatcher(
             self.router,
             publisher=publisher,
             metrics=self.metrics,
-            dedupe=DuplicateFilter(config.dedupe_window, max_entries=config.dedupe_max_entries),
+            dedupe=self._dedupe,
             queue_size=config.queue_size,
             retry=config.retry_policy,
             max_age=config.max_age,
             signal_sender=self,
             coordinator=self.coordinator,
             skip_ping=config.skip_ping,
+            tick=self._checkpoint_tick if self.catch_up and self.catch_up.store else None,
         )
         self._lock = threading.Lock()
         self._client: BaseClient | None = None
@@ -255,12 +282,15 @@ class SpooledRuntime:
             if self.coordinator is not None:
                 self.coordinator.start()
             self._dispatcher.start()
+            if self.catch_up is not None:
+                self.catch_up.start()
             client.start()
             self._started = True
         logger.info(
-            "Spooled runtime started (%s, %d subscription(s))",
+            "Spooled runtime started (%s, %d subscription(s)); %s",
             self.config.transport,
             len(self.config.subscriptions),
+            self._catch_up_summary(),
         )
 
     def stop(self, timeout: float = 10.0) -> DrainReport:
@@ -281,6 +311,10 @@ class SpooledRuntime:
             client.disconnect(timeout=min(2.0, max(0.0, timeout) / 2))
         received_until = time.monotonic()
         report = self._dispatcher.stop(max(0.0, deadline - time.monotonic()))
+        if self.catch_up is not None:
+            if self.catch_up.store is not None:
+                self._checkpoint_tick(final=True)  # the dispatch thread has ended
+            self.catch_up.stop(timeout=min(2.0, max(0.0, deadline - time.monotonic())))
         if self.coordinator is not None:
             # After the drain: a leader hands over only once its queue is dispatched.
             self.coordinator.stop(
@@ -310,6 +344,7 @@ class SpooledRuntime:
             "queue_size": self.config.queue_size,
             "subscriptions": len(self.config.subscriptions),
             "coordination": self._coordination_status(),
+            "catch_up": self.catch_up.status() if self.catch_up is not None else None,
         }
 
     def _coordination_status(self) -> dict[str, Any] | None:
@@ -336,6 +371,7 @@ class SpooledRuntime:
         gap: tuple[datetime, datetime] | None = None
         with self._lock:
             previous, self._state = self._state, state
+            running = self._started
             if state == ConnectionState.CONNECTED:
                 self._connected_since = now
                 if self._ever_connected:
@@ -348,17 +384,141 @@ class SpooledRuntime:
                 self._connected_since = None
                 self._disconnected_at = now
         logger.info("Spooled connection %s -> %s", previous.value, state.value)
+        catch_up = self.catch_up
+        if catch_up is not None and running:
+            if state == ConnectionState.CONNECTED:
+                catch_up.connected()
+            elif previous == ConnectionState.CONNECTED:
+                catch_up.gap_opened(self._last_frame_at(now))
         self._count(send_isolated(connection_state_changed, self, state=state, previous=previous))
         if gap is not None:
-            logger.warning(
-                "Spooled stream gap: disconnected %s, reconnected %s (events in between "
-                "may be missing)",
+            logger.log(
+                logging.INFO if catch_up is not None else logging.WARNING,
+                "Spooled stream gap: disconnected %s, reconnected %s (%s)",
                 _iso(gap[0]),
                 _iso(gap[1]),
+                "the job list is swept for what it hid"
+                if catch_up is not None
+                else "events in between may be missing; catch_up is off",
             )
             self._count(
                 send_isolated(stream_gap, self, disconnected_at=gap[0], reconnected_at=gap[1])
             )
+
+    # -- catch-up ------------------------------------------------------------------------
+
+    def _build_catch_up(self) -> CatchUp:
+        config = self.config
+        coordination = config.coordination
+        store = open_store(
+            config.checkpoint,
+            coordination_url=coordination.redis_url if coordination is not None else None,
+            namespace=coordination.namespace if coordination is not None else "default",
+            ttl=config.catch_up_max_age * 2,
+        )
+        dedupe = self._dedupe
+        return CatchUp(
+            CatchUpSettings(
+                max_age=config.catch_up_max_age,
+                max_requests=config.catch_up_max_requests,
+                poll=config.catch_up_poll,
+                interval=config.catch_up_interval,
+            ),
+            jobs=self._jobs_client,
+            interest=self._interest,
+            deliver=self._deliver_recovered,
+            hold=dedupe.hold if dedupe is not None else _nothing,
+            release=dedupe.release if dedupe is not None else _nothing,
+            remember=self._remember,
+            store=store,
+            may_sweep=lambda: getattr(self.coordinator, "is_leader", True),
+            on_swept=self._on_swept,
+            count_requests=lambda n: self.metrics.incr("catch_up_requests", n),
+        )
+
+    def _jobs_client(self) -> Any:
+        from spooled_integrations.client import JobsClient
+
+        client = self._client
+        if client is None:
+            raise RuntimeError("the runtime is not started")
+        return JobsClient(self.config.connection, client.token_provider)
+
+    def _interest(self) -> Interest:
+        """What the listener would deliver of job lifecycle events: rules and receivers."""
+        types: set[str] = set()
+        queues: set[str] = set()
+        every_queue = False
+        for kind in RECOVERABLE:
+            if spooled_signal.has_receivers_for(kind):
+                types.add(kind)
+                every_queue = True
+            for subscription in self.router.candidates(kind):
+                if subscription.target is None:
+                    continue
+                types.add(kind)
+                wanted = subscription.filter_values("queue")
+                if wanted is None:
+                    every_queue = True
+                else:
+                    queues |= wanted
+        stream_queue = self.config.filter.queue_name if self.config.filter is not None else None
+        if stream_queue is not None:
+            return Interest(frozenset(types), frozenset({stream_queue}))
+        return Interest(frozenset(types), None if every_queue else frozenset(queues))
+
+    def _deliver_recovered(self, events: list[Event], done: Callable[[int, int], None]) -> None:
+        stream_filter = self.config.filter
+        if stream_filter is not None:
+            events = [event for event in events if stream_filter.matches(event)]
+        self._dispatcher.submit_recovered(events, done)
+
+    def _remember(self, keys: tuple[str, ...]) -> None:
+        dedupe = self._dedupe
+        if dedupe is not None and keys:
+            self._dispatcher.call_soon(lambda: dedupe.remember(keys))
+
+    def _on_swept(self, info: dict[str, Any]) -> None:
+        self._count(send_isolated(caught_up, self, **info))
+
+    def _last_frame_at(self, fallback: datetime) -> float:
+        client = self._client
+        last = client.stats.last_frame_at if client is not None else None
+        return (last or fallback).timestamp()
+
+    def _checkpoint_tick(self, *, final: bool = False) -> None:
+        """On the dispatch thread (or after it ended): offer the checkpoint a position."""
+        catch_up = self.catch_up
+        assert catch_up is not None
+        now = time.monotonic()
+        if not final and not catch_up.checkpoint_due(now):
+            return
+        client = self._client
+        last = client.stats.last_frame_at if client is not None else None
+        if last is None:
+            return
+        if self._dispatcher.depth:
+            done_at, _ = self._dispatcher.progress()
+            position = time.time() - (now - done_at)
+        else:
+            position = last.timestamp()
+        recent: list[str] = []
+        if self._dedupe is not None:
+            since = now - (time.time() - position) - 2 * SKEW
+            recent = self._dedupe.recent(since, MAX_RECENT)
+        catch_up.offer_checkpoint(position, recent, now)
+
+    def _catch_up_summary(self) -> str:
+        catch_up = self.catch_up
+        if catch_up is None:
+            return "catch-up off: events missed during a disconnect are not recovered"
+        where = catch_up.store.where if catch_up.store is not None else None
+        return (
+            f"catch-up on (poll {self.config.catch_up_poll}), checkpoint at {where}"
+            if where
+            else f"catch-up on (poll {self.config.catch_up_poll}), no checkpoint: gaps "
+            "inside this process are swept, downtime before a start is not"
+        )
 
     def _on_error(self, exc: Exception) -> None:
         if isinstance(exc, ProtocolError):
@@ -384,6 +544,10 @@ class SpooledRuntime:
                 self.coordinator.token,
                 len(once),
             )
+
+
+def _nothing() -> None:
+    return None
 
 
 def _once_warning(once: list[str]) -> str:

@@ -39,6 +39,11 @@ Operational signals (sender in brackets):
   ``detail=`` (a short human-readable string).
 - :data:`stream_gap` [runtime]: ``disconnected_at=``, ``reconnected_at=`` (aware UTC
   datetimes); events published in between may have been missed.
+- :data:`caught_up` [runtime]: a catch-up sweep's events were dispatched: ``kind=``
+  (``gap``, ``restart`` or ``poll``), ``since=``/``until=`` (RFC 3339), ``found=``,
+  ``recovered=`` (dispatched: their live twin never came), ``duplicates=``,
+  ``requests=``, ``complete=`` (False: part of the interval could not be swept, see
+  ``reason=``). Runs on the dispatch thread.
 - :data:`leadership_changed` [runtime]: with the ``lease`` coordination strategy, this
   node became (``leader=True``) or stopped being (``leader=False``) the one that
   dispatches ``delivery="once"`` rules; also ``holder=`` (the lease holder's token or
@@ -67,6 +72,7 @@ from spooled_integrations.protocol import canonical_name
 
 __all__ = [
     "SpooledSignal",
+    "caught_up",
     "connection_state_changed",
     "event_dropped",
     "leadership_changed",
@@ -190,6 +196,11 @@ event_dropped = NamedSignal(
 stream_gap = NamedSignal(
     "spooled.stream_gap",
     doc="The stream was down between disconnected_at= and reconnected_at=; sender = runtime.",
+)
+caught_up = NamedSignal(
+    "spooled.caught_up",
+    doc="A catch-up sweep's events were dispatched; sender = runtime, kwargs kind=, since=, "
+    "until=, at=, found=, recovered=, duplicates=, requests=, complete=, reason=.",
 )
 leadership_changed = NamedSignal(
     "spooled.leadership_changed",

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Awaitable, Callable
+from http import HTTPStatus
 from typing import Any
 
 from aiohttp import web
 
 from spooled_integrations.testing._auth import Rejected
+from spooled_integrations.testing._hub import Rejection
 
 __all__ = [
     "API",
@@ -19,6 +21,7 @@ __all__ = [
     "invalid_json",
     "json_response",
     "read_json",
+    "rejection_response",
     "text_response",
     "validation_error",
 ]
@@ -32,6 +35,22 @@ def text_response(status: int, text: str) -> web.Response:
 
 def json_response(status: int, value: Any) -> web.Response:
     return web.Response(status=status, text=json.dumps(value), content_type="application/json")
+
+
+def rejection_response(rejection: Rejection) -> web.Response:
+    """The answer an armed fault gives: its status, body and ``Retry-After``."""
+    body = rejection.body
+    if body is None:
+        body = HTTPStatus(rejection.status).phrase
+    if isinstance(body, (dict, list)):
+        response = json_response(rejection.status, body)
+    elif isinstance(body, bytes):
+        response = web.Response(status=rejection.status, body=body)
+    else:
+        response = text_response(rejection.status, body)
+    if rejection.retry_after is not None:
+        response.headers["Retry-After"] = str(rejection.retry_after)
+    return response
 
 
 def invalid_json(message: str) -> Rejected:

@@ -32,6 +32,10 @@ COUNTER_NAMES = (
     "ignored_messages",  # WS text frames that are not a known command
     "rejected_by_fault",  # answers from reject_next()
     "accept_then_close",  # connections closed by accept_then_close()
+    "rest_list",  # GET /jobs answered by the route (any status)
+    "rest_get",  # GET /jobs/{id} answered by the route
+    "rest_status",  # GET /jobs/status answered by the route
+    "rest_rejected",  # GET /jobs* answers from reject_rest()
 )
 
 
@@ -85,6 +89,8 @@ class Hub:
         self.streams: set[Stream] = set()
         self.stalled = False
         self.rejections: deque[Rejection] = deque()
+        self.rest_rejections: deque[Rejection] = deque()
+        self.rest_delay = 0.0
         self.accept_then_close = 0
         self._commands: deque[dict[str, Any]] = deque(maxlen=1000)
 
@@ -181,6 +187,9 @@ class Hub:
 
     def take_rejection(self) -> Rejection | None:
         return self.rejections.popleft() if self.rejections else None
+
+    def take_rest_rejection(self) -> Rejection | None:
+        return self.rest_rejections.popleft() if self.rest_rejections else None
 
     def take_accept_then_close(self) -> bool:
         if self.accept_then_close <= 0:

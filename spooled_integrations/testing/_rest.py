@@ -1,19 +1,25 @@
-"""``/auth/*``, the REST subset that drives events, and the ``/_emulator`` controls."""
+"""``/auth/*``, the REST subset that drives events, the job lookups a catch-up uses,
+and the ``/_emulator`` controls."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from spooled_integrations.protocol.timestamps import parse_timestamp
 from spooled_integrations.testing._auth import Identity
 from spooled_integrations.testing._http import (
     API,
     field,
     json_response,
     read_json,
+    rejection_response,
+    text_response,
     validation_error,
 )
+from spooled_integrations.testing._listing import JobQuery, select_jobs
 
 if TYPE_CHECKING:
     from spooled_integrations.testing._server import Server
@@ -22,6 +28,7 @@ __all__ = ["Rest"]
 
 _JOB_NOT_FOUND = {"error": "not_found", "message": "Job not found"}
 _WORKER_NOT_FOUND = {"error": "not_found", "message": "Worker not found"}
+_MAX_STATUS_IDS = 100
 
 
 class Rest:
@@ -38,6 +45,8 @@ class Rest:
         add_get(f"{API}/auth/me", self._me)
         add_post(f"{API}/auth/validate", self._validate)
         add_post(f"{API}/jobs", self._create_job)
+        add_get(f"{API}/jobs", self._list_jobs)
+        add_get(f"{API}/jobs/status", self._job_statuses)  # before /jobs/{id}
         add_get(f"{API}/jobs/{{id}}", self._get_job)
         add_post(f"{API}/jobs/{{id}}/cancel", self._cancel_job)
         add_post(f"{API}/queues/{{name}}/pause", self._pause_queue)
@@ -85,11 +94,63 @@ class Rest:
         body = await read_json(request)
         queue_name = field(body, "queue_name", str)
         priority = field(body, "priority", int, required=False) or 0
-        job, published = self._server.state.create_job(queue_name, body.get("payload"), priority)
+        max_retries = field(body, "max_retries", int, required=False)
+        job, published = self._server.state.create_job(
+            queue_name,
+            body.get("payload"),
+            priority,
+            max_retries=3 if max_retries is None else max_retries,
+        )
         self._server.emit(published)
         return json_response(201, {"id": job.id})
 
+    # -- job lookups (protocol §8), behind reject_rest() / slow_rest() ----------------
+
+    async def _rest_fault(self, counter: str) -> web.Response | None:
+        """An armed ``reject_rest`` answer (after any ``slow_rest`` delay), else ``None``
+        and the request counts as served."""
+        hub = self._server.hub
+        rejection = hub.take_rest_rejection()
+        if hub.rest_delay > 0:
+            await asyncio.sleep(hub.rest_delay)
+        if rejection is not None:
+            hub.count("rest_rejected")
+            return rejection_response(rejection)
+        hub.count(counter)
+        return None
+
+    async def _list_jobs(self, request: web.Request) -> web.Response:
+        faulted = await self._rest_fault("rest_list")
+        if faulted is not None:
+            return faulted
+        self._authenticate(request)
+        strict = self._server.settings.strict
+        query = JobQuery.parse(request.query, strict=strict)
+        page, has_more = select_jobs(self._server.state.jobs.values(), query)
+        response = json_response(200, [job.summary(strict=strict) for job in page])
+        if not strict:  # the backend source sends no paging header
+            response.headers["X-Has-More"] = "true" if has_more else "false"
+        return response
+
+    async def _job_statuses(self, request: web.Request) -> web.Response:
+        faulted = await self._rest_fault("rest_status")
+        if faulted is not None:
+            return faulted
+        self._authenticate(request)
+        value = request.query.get("ids")
+        if value is None:
+            return text_response(400, "Failed to deserialize query string: missing field `ids`")
+        ids = [part.strip() for part in value.split(",") if part.strip()]
+        if len(ids) > _MAX_STATUS_IDS:
+            message = f"Maximum {_MAX_STATUS_IDS} job IDs allowed per request"
+            return json_response(400, {"error": "bad_request", "message": message})
+        jobs = self._server.state.jobs
+        return json_response(200, [jobs[i].status_json() for i in dict.fromkeys(ids) if i in jobs])
+
     async def _get_job(self, request: web.Request) -> web.Response:
+        faulted = await self._rest_fault("rest_get")
+        if faulted is not None:
+            return faulted
         self._authenticate(request)
         job = self._server.state.jobs.get(request.match_info["id"])
         if job is None:
@@ -155,11 +216,15 @@ class Rest:
         body = await read_json(request)
         status = field(body, "status", str)
         error = field(body, "error", str, required=False)
+        at = field(body, "at", str, required=False)
         job_id = request.match_info["id"]
         if job_id not in self._server.state.jobs:
             return json_response(404, _JOB_NOT_FOUND)
         try:
-            self._server.emit(self._server.state.set_job_status(job_id, status, error=error))
+            moment = None if at is None else parse_timestamp(at)
+            self._server.emit(
+                self._server.state.set_job_status(job_id, status, error=error, at=moment)
+            )
         except ValueError as exc:
             return json_response(400, {"error": "bad_request", "message": str(exc)})
         return json_response(200, self._server.state.jobs[job_id].to_json())

@@ -11,7 +11,6 @@ import contextlib
 import json
 import logging
 from collections.abc import Callable
-from http import HTTPStatus
 from typing import Any
 
 from aiohttp import WSMsgType, web
@@ -23,7 +22,7 @@ from spooled_integrations.testing._http import (
     API,
     add_api_headers,
     api_middleware,
-    json_response,
+    rejection_response,
     text_response,
 )
 from spooled_integrations.testing._hub import Hub, Item, Rejection, Stream
@@ -143,18 +142,7 @@ class Server:
         if rejection is None:
             return None
         self.hub.count("rejected_by_fault")
-        body = rejection.body
-        if body is None:
-            body = HTTPStatus(rejection.status).phrase
-        if isinstance(body, (dict, list)):
-            response = json_response(rejection.status, body)
-        elif isinstance(body, bytes):
-            response = web.Response(status=rejection.status, body=body)
-        else:
-            response = text_response(rejection.status, body)
-        if rejection.retry_after is not None:
-            response.headers["Retry-After"] = str(rejection.retry_after)
-        return response
+        return rejection_response(rejection)
 
     # -- WebSocket --------------------------------------------------------------------
 

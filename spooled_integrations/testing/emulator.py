@@ -9,9 +9,18 @@ tests can drive it::
         emu.publish("job.completed", job_id="j1", queue_name="emails", duration_ms=5)
 
 Two behaviours: ``strict=True`` is the public backend source (WS needs the Bearer header
-*and* ``?token=``, nothing is published on actions, ``/events`` carries only health);
-the default imitates production as the SDKs report it (either credential, lowercase
-commands, job/queue/worker events published on actions and delivered on ``/events``).
+*and* ``?token=``, nothing is published on actions, ``/events`` carries only health,
+``GET /api/v1/jobs`` honours only ``queue_name``, one ``status``, ``limit`` and
+``offset``, always newest first, without a paging header); the default imitates
+production as the SDKs report it (either credential, lowercase commands,
+job/queue/worker events published on actions and delivered on ``/events``, and
+``GET /api/v1/jobs`` also takes a comma list of statuses, ``created_after`` /
+``created_before``, ``order_by`` / ``order_dir``, answers ``X-Has-More`` and adds
+``max_retries``, ``last_error`` and ``updated_at`` to each summary).
+
+Jobs keep wall-clock timestamps as they move (``created_at``, ``scheduled_at``,
+``started_at``, ``completed_at``, ``updated_at``); :meth:`Emulator.create_job` and
+:meth:`Emulator.set_job_status` take ``at=`` to build a history without sleeping.
 Every control method may be called from any thread; work is marshalled onto the loop.
 """
 
@@ -21,7 +30,9 @@ import asyncio
 import concurrent.futures
 import logging
 import threading
+import time
 from collections.abc import Callable
+from datetime import datetime
 from types import TracebackType
 from typing import Any, Literal, TypeVar
 
@@ -62,6 +73,7 @@ class Emulator:
         login_window: float = 60.0,
         jwt_lifetime: float = 86400.0,
         jwt_leeway: float = 60.0,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = Settings(
             strict=strict,
@@ -90,7 +102,7 @@ class Emulator:
             login_limit=login_limit,
             login_window=login_window,
         )
-        self._state = State()
+        self._state = State(wall_clock=wall_clock)
         self._hub = Hub()
         self._server = Server(self.settings, self._auth, self._state, self._hub)
         self._port = port
@@ -261,27 +273,70 @@ class Emulator:
 
     # -- jobs, queues, workers, health -------------------------------------------
 
-    def create_job(self, queue_name: str, payload: Any = None, *, priority: int = 0) -> str:
-        """Create a pending job (default mode publishes ``JobCreated``); returns its id."""
+    def create_job(
+        self,
+        queue_name: str,
+        payload: Any = None,
+        *,
+        priority: int = 0,
+        max_retries: int = 3,
+        at: datetime | None = None,
+    ) -> str:
+        """Create a pending job (default mode publishes ``JobCreated``); returns its id.
+
+        ``at`` (timezone-aware) is its ``created_at``, default now.
+        """
 
         def create() -> str:
-            job, published = self._state.create_job(queue_name, payload, priority)
+            job, published = self._state.create_job(
+                queue_name, payload, priority, max_retries=max_retries, at=at
+            )
             self._server.emit(published)
             return job.id
 
         return self._call(create)
 
-    def set_job_status(self, job_id: str, status: str, *, error: str | None = None) -> None:
-        """Move a job to ``status`` (default mode publishes the change, see module doc)."""
+    def set_job_status(
+        self,
+        job_id: str,
+        status: str,
+        *,
+        error: str | None = None,
+        at: datetime | None = None,
+    ) -> None:
+        """Move a job to ``status`` (default mode publishes the change, see module doc).
+
+        ``at`` (timezone-aware) is the moment of the change, default now: it becomes
+        ``updated_at`` and, by status, ``scheduled_at``, ``started_at`` or ``completed_at``
+        (completed/failed/deadletter set it; pending/scheduled/processing clear it;
+        cancelled leaves it, as the backend's cancel does).
+        """
         self._call(
-            lambda: self._server.emit(self._state.set_job_status(job_id, status, error=error))
+            lambda: self._server.emit(
+                self._state.set_job_status(job_id, status, error=error, at=at)
+            )
         )
+
+    def cancel_job(self, job_id: str) -> None:
+        """Cancel like ``POST /jobs/{id}/cancel`` (``ValueError`` once it has finished)."""
+        self._call(lambda: self._server.emit(self._state.cancel_job(job_id)))
 
     def job(self, job_id: str) -> dict[str, Any]:
         """The job as ``GET /api/v1/jobs/{id}`` shows it (``KeyError`` if unknown)."""
 
         def read() -> dict[str, Any]:
             return self._state.jobs[job_id].to_json()
+
+        return self._call(read)
+
+    def jobs(self) -> list[dict[str, Any]]:
+        """Every job as ``GET /api/v1/jobs/{id}`` shows it, newest ``created_at`` first."""
+
+        def read() -> list[dict[str, Any]]:
+            jobs = sorted(
+                self._state.jobs.values(), key=lambda j: (j.created_at, j.seq), reverse=True
+            )
+            return [job.to_json() for job in jobs]
 
         return self._call(read)
 
@@ -357,6 +412,33 @@ class Emulator:
         rejection = Rejection(status, body, retry_after)
         self._call(lambda: self._hub.rejections.extend([rejection] * n))
 
+    def reject_rest(
+        self,
+        n: int,
+        status: int,
+        *,
+        body: str | bytes | dict[str, Any] | list[Any] | None = None,
+        retry_after: float | str | None = None,
+    ) -> None:
+        """The next ``n`` requests to the ``GET /api/v1/jobs*`` routes (list, ``/status``,
+        ``/{id}``) get ``status`` before authentication; ``body`` as for :meth:`reject_next`.
+
+        Streams are not affected (and :meth:`reject_next` does not touch these routes).
+        Counted in ``counters["rest_rejected"]``.
+        """
+        rejection = Rejection(status, body, retry_after)
+        self._call(lambda: self._hub.rest_rejections.extend([rejection] * n))
+
+    def slow_rest(self, seconds: float) -> None:
+        """The ``GET /api/v1/jobs*`` routes wait ``seconds`` before answering (0: off)."""
+        if seconds < 0:
+            raise ValueError("seconds must not be negative")
+
+        def apply() -> None:
+            self._hub.rest_delay = seconds
+
+        self._call(apply)
+
     def accept_then_close(self, n: int = 1) -> None:
         """The next ``n`` WS connections get 101 and then at once a Close 1011."""
 
@@ -415,7 +497,9 @@ class Emulator:
         """A snapshot of every counter (``frames_sent``, ``pings_sent``, ``stalled_drops`` …).
 
         ``undelivered`` counts published events that no open stream accepted: what a
-        listener missed while it was not connected.
+        listener missed while it was not connected. ``rest_list``, ``rest_get`` and
+        ``rest_status`` count the ``GET /api/v1/jobs*`` requests their route answered
+        (whatever the status); ``rest_rejected`` those :meth:`reject_rest` answered.
         """
         return self._hub.counters()
 

@@ -1,0 +1,373 @@
+"""Catch-up: job transitions a stream gap hid are recovered from the REST job list.
+
+Every test drives real jobs through the emulator (its job list and its stream agree,
+as on the server) and counts, per job, how often the listener delivered its
+transition: exactly once, whether it arrived live or was recovered.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from spooled_integrations.client import (
+    ConnectionOptions,
+    ConnectionState,
+    JobsClient,
+    TokenProvider,
+)
+from spooled_integrations.protocol import Event
+from spooled_integrations.runtime import RecordingPublisher, SpooledRuntime
+from spooled_integrations.runtime.signals import caught_up, spooled_signal
+from spooled_integrations.runtime.sweep import Interest, sweep
+from spooled_integrations.testing import Emulator
+
+from ..conftest import RuntimeFactory
+from .conftest import Recorder
+
+ROUTE = [{"events": ["job.completed"], "queue": "emails", "task": "t"}]
+
+
+def wait_until(condition: Any, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return bool(condition())
+
+
+@pytest.fixture(params=[False, True], ids=["default", "strict"])
+def emu(request: pytest.FixtureRequest) -> Iterator[Emulator]:
+    with Emulator(strict=request.param) as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def emu_default() -> Iterator[Emulator]:
+    with Emulator() as emulator:
+        yield emulator
+
+
+def complete_jobs(emu: Emulator, count: int, queue: str = "emails") -> list[str]:
+    """Create ``count`` jobs and move each through processing to completed."""
+    ids = []
+    for _ in range(count):
+        job_id = emu.create_job(queue)
+        emu.set_job_status(job_id, "processing")
+        emu.set_job_status(job_id, "completed")
+        ids.append(job_id)
+    return ids
+
+
+def runs(publisher: RecordingPublisher) -> Counter[str]:
+    return Counter(call.event.job_id or "" for call in publisher.calls)
+
+
+def start(
+    make_runtime: RuntimeFactory, emu: Emulator, **config: Any
+) -> tuple[SpooledRuntime, RecordingPublisher]:
+    publisher = RecordingPublisher()
+    config.setdefault("subscriptions", ROUTE)
+    config.setdefault("catch_up_poll", "off")
+    runtime = make_runtime(emu, publisher, **config)
+    runtime.start()
+    assert wait_until(lambda: runtime.state == ConnectionState.CONNECTED)
+    return runtime, publisher
+
+
+# -- the sweep on its own ---------------------------------------------------------------
+
+
+def test_a_sweep_finds_exactly_the_transitions_inside_the_interval(
+    emu: Emulator, jobs: JobsClient
+) -> None:
+    now = datetime.now(timezone.utc)
+    ago = [now - timedelta(seconds=s) for s in (300, 200, 100, 60, 10, 55, 50)]
+    old = emu.create_job("emails", at=ago[0])  # created, started and finished before
+    emu.set_job_status(old, "processing", at=ago[0])
+    emu.set_job_status(old, "completed", at=ago[1])
+    long_job = emu.create_job("emails", at=ago[0])  # created before, finished inside
+    emu.set_job_status(long_job, "processing", at=ago[1])
+    emu.set_job_status(long_job, "completed", at=ago[3])
+    failed = emu.create_job("emails", at=ago[2])
+    emu.set_job_status(failed, "processing", at=ago[2])
+    emu.set_job_status(failed, "deadletter", at=ago[5])
+    other_queue = emu.create_job("sms", at=ago[2])
+    emu.set_job_status(other_queue, "completed", at=ago[3])
+    running = emu.create_job("emails", at=ago[6])
+    emu.set_job_status(running, "processing", at=ago[4])
+
+    interest = Interest(
+        frozenset({"job.created", "job.started", "job.completed", "job.failed"}),
+        frozenset({"emails"}),
+    )
+    result = sweep(
+        jobs,
+        interest,
+        ago[2] - timedelta(seconds=1),
+        now,
+        horizon=now - timedelta(hours=1),
+        max_requests=10,
+    )
+    got = [(e.type, e.job_id) for e in result.events]
+    assert got == [
+        ("job.created", failed),
+        ("job.started", failed),
+        ("job.completed", long_job),
+        ("job.failed", failed),
+        ("job.created", running),
+        ("job.started", running),
+    ]
+    assert all(e.replayed and e.derived_from == "catch_up" for e in result.events)
+    assert all("retry_count" not in e.data for e in result.events)
+    failed_event = result.events[3]
+    assert failed_event.data["status"] == "deadletter"
+    assert failed_event.timestamp == ago[5]
+    assert result.complete and result.oldest_unfinished is not None
+
+
+def test_a_sweep_pages_until_created_at_falls_below_the_horizon(
+    emu: Emulator, jobs: JobsClient
+) -> None:
+    now = datetime.now(timezone.utc)
+    for index in range(250):
+        job = emu.create_job("emails", at=now - timedelta(seconds=500 - index))
+        emu.set_job_status(job, "completed", at=now - timedelta(seconds=10))
+    interest = Interest(frozenset({"job.completed"}))
+    everything = sweep(
+        jobs, interest, now - timedelta(60), now, horizon=now - timedelta(hours=1), max_requests=10
+    )
+    assert len(everything.events) == 250
+    assert everything.requests == 3  # 100 + 100 + 50
+    recent = sweep(
+        jobs,
+        interest,
+        now - timedelta(seconds=60),
+        now,
+        horizon=now - timedelta(seconds=300),
+        max_requests=10,
+    )
+    assert len(recent.events) == 50
+    assert recent.requests in (1, 2)  # the hosted service cuts by created_after
+
+
+def test_the_request_cap_makes_a_sweep_incomplete(emu: Emulator, jobs: JobsClient) -> None:
+    now = datetime.now(timezone.utc)
+    for index in range(150):
+        job = emu.create_job("emails", at=now - timedelta(seconds=100 - index / 10))
+        emu.set_job_status(job, "completed", at=now - timedelta(seconds=5))
+    result = sweep(
+        jobs,
+        Interest(frozenset({"job.completed"})),
+        now - timedelta(seconds=60),
+        now,
+        horizon=now - timedelta(hours=1),
+        max_requests=1,
+    )
+    assert not result.complete and result.reason == "request_cap"
+    assert len(result.events) == 100
+
+
+def test_a_cancel_is_dated_by_the_full_jobs_updated_at(emu: Emulator, jobs: JobsClient) -> None:
+    now = datetime.now(timezone.utc)
+    job = emu.create_job("emails", at=now - timedelta(seconds=30))
+    emu.set_job_status(job, "cancelled", at=now - timedelta(seconds=20))
+    result = sweep(
+        jobs,
+        Interest(frozenset({"job.cancelled"})),
+        now - timedelta(seconds=25),
+        now,
+        horizon=now - timedelta(hours=1),
+        max_requests=10,
+    )
+    assert [(e.type, e.job_id) for e in result.events] == [("job.cancelled", job)]
+    assert abs((result.events[0].timestamp or now) - (now - timedelta(seconds=20))) < timedelta(
+        seconds=1
+    )
+
+
+@pytest.fixture
+def jobs(emu: Emulator) -> Iterator[JobsClient]:
+    options = ConnectionOptions(base_url=emu.base_url, api_key=emu.api_key)
+    with JobsClient(options, TokenProvider(options)) as client:
+        yield client
+
+
+# -- the runtime: gaps, restarts, polling ---------------------------------------------------
+
+
+def test_jobs_finished_while_reconnecting_run_once_each(
+    emu_default: Emulator, make_runtime: RuntimeFactory, record: Any
+) -> None:
+    emu = emu_default
+    sweeps: Recorder = record(caught_up)
+    runtime, publisher = start(make_runtime, emu)
+    live = complete_jobs(emu, 5)
+    assert wait_until(lambda: len(publisher.calls) == 5)
+    emu.reject_next(30, 503)  # the reconnect takes a while: these finish unheard
+    emu.drop_connections()
+    assert wait_until(lambda: runtime.state != ConnectionState.CONNECTED)
+    missed = complete_jobs(emu, 7)
+    assert wait_until(lambda: runtime.state == ConnectionState.CONNECTED, 15)
+    assert sweeps.wait_count(1, 10)
+    after = complete_jobs(emu, 3)
+    assert wait_until(lambda: len(publisher.calls) >= 15)
+    time.sleep(0.3)
+    assert runs(publisher) == Counter(live + missed + after)
+    replayed = {c.event.job_id for c in publisher.calls if c.event.replayed}
+    assert replayed == set(missed)
+    info = sweeps.calls[-1][1]
+    assert info["recovered"] == 7 and info["complete"] and info["kind"] == "gap"
+    status = runtime.status()
+    assert status["counters"]["caught_up"] == 7
+    assert status["catch_up"]["last_sweep"]["recovered"] == 7
+
+
+def test_a_stalled_socket_is_swept_from_its_last_frame(
+    emu_default: Emulator, make_runtime: RuntimeFactory, record: Any
+) -> None:
+    emu = emu_default
+    sweeps: Recorder = record(caught_up)
+    runtime, publisher = start(make_runtime, emu, connection={"liveness_timeout": 1.0})
+    emu.stall(True)
+    missed = complete_jobs(emu, 6)
+    assert wait_until(lambda: runtime.state != ConnectionState.CONNECTED, 5)
+    emu.stall(False)
+    assert sweeps.wait_count(1, 15)
+    assert wait_until(lambda: len(publisher.calls) >= 6)
+    time.sleep(0.3)
+    assert runs(publisher) == Counter(missed)
+
+
+def test_a_restart_with_a_checkpoint_sweeps_its_downtime_once(
+    emu_default: Emulator, make_runtime: RuntimeFactory, tmp_path: Path, record: Any
+) -> None:
+    emu = emu_default
+    checkpoint = tmp_path / "spooled.checkpoint"
+    first, first_runs = start(make_runtime, emu, checkpoint=str(checkpoint))
+    before = complete_jobs(emu, 4)
+    assert wait_until(lambda: len(first_runs.calls) == 4)
+    time.sleep(1.5)  # at least one checkpoint write after the last event
+    first.stop(timeout=5)
+    saved = json.loads(checkpoint.read_text())
+    assert saved["position"] > time.time() - 10
+    assert {f"job.completed:{job}" for job in before} <= set(saved["recent"])
+    down = complete_jobs(emu, 5)
+
+    sweeps: Recorder = record(caught_up)
+    _second, second_runs = start(make_runtime, emu, checkpoint=str(checkpoint))
+    assert sweeps.wait_count(1, 10)
+    assert wait_until(lambda: len(second_runs.calls) >= 5)
+    time.sleep(0.3)
+    assert runs(second_runs) == Counter(down)  # nothing of the first life again
+    assert sweeps.calls[0][1]["kind"] == "restart"
+
+
+def test_without_a_checkpoint_a_restart_sweeps_nothing(
+    emu_default: Emulator, make_runtime: RuntimeFactory
+) -> None:
+    emu = emu_default
+    complete_jobs(emu, 3)
+    runtime, publisher = start(make_runtime, emu)
+    time.sleep(1.0)
+    assert publisher.calls == []
+    assert runtime.status()["catch_up"]["last_sweep"] is None
+
+
+def test_rest_429_and_5xx_are_retried_until_the_sweep_succeeds(
+    emu_default: Emulator, make_runtime: RuntimeFactory, record: Any
+) -> None:
+    emu = emu_default
+    sweeps: Recorder = record(caught_up)
+    runtime, publisher = start(make_runtime, emu)
+    emu.reject_next(20, 503)
+    emu.drop_connections()
+    assert wait_until(lambda: runtime.state != ConnectionState.CONNECTED)
+    missed = complete_jobs(emu, 4)
+    emu.reject_rest(2, 429, retry_after=0.2)
+    emu.reject_rest(1, 500)  # queued after the 429s
+    assert sweeps.wait_count(1, 20)
+    assert wait_until(lambda: len(publisher.calls) >= 4)
+    assert runs(publisher) == Counter(missed)
+    assert emu.counters["rest_rejected"] == 3
+
+
+def test_strict_server_stream_without_job_events_is_polled(
+    make_runtime: RuntimeFactory, record: Any
+) -> None:
+    with Emulator(strict=True) as emu:
+        runtime, publisher = start(make_runtime, emu, catch_up_poll="always", catch_up_interval=0.5)
+        done = complete_jobs(emu, 4)
+        assert wait_until(lambda: len(publisher.calls) >= 4, 15)
+        more = complete_jobs(emu, 3)
+        assert wait_until(lambda: len(publisher.calls) >= 7, 15)
+        time.sleep(1.5)  # a few more polls: nothing twice
+        assert runs(publisher) == Counter(done + more)
+        assert runtime.status()["catch_up"]["polling"] is True
+
+
+def test_auto_polling_starts_when_the_stream_misses_jobs_and_not_when_it_carries_them(
+    make_runtime: RuntimeFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("spooled_integrations.runtime.catchup.PROBE_EVERY", 0.5)
+    with Emulator(strict=True) as strict, Emulator() as default:
+        silent, silent_runs = start(
+            make_runtime, strict, catch_up_poll="auto", catch_up_interval=0.3
+        )
+        talking, talking_runs = start(
+            make_runtime, default, catch_up_poll="auto", catch_up_interval=0.3
+        )
+        quiet = complete_jobs(strict, 3)
+        loud = complete_jobs(default, 3)
+        assert wait_until(lambda: len(silent_runs.calls) >= 3, 15)
+        assert wait_until(lambda: silent.status()["catch_up"]["polling"], 5)
+        assert wait_until(lambda: len(talking_runs.calls) >= 3, 5)
+        time.sleep(2.0)  # probes see only duplicates
+        assert runs(silent_runs) == Counter(quiet)
+        assert runs(talking_runs) == Counter(loud)
+        assert talking.status()["catch_up"]["polling"] is False
+        assert not any(c.event.replayed for c in talking_runs.calls)
+
+
+def test_nothing_is_swept_when_nothing_listens_to_job_events(
+    emu_default: Emulator, make_runtime: RuntimeFactory, record: Any
+) -> None:
+    emu = emu_default
+    sweeps: Recorder = record(caught_up)
+    runtime, _publisher = start(
+        make_runtime, emu, subscriptions=[{"events": ["queue.paused"], "task": "t"}]
+    )
+    emu.reject_next(5, 503)
+    emu.drop_connections()
+    assert wait_until(lambda: runtime.state != ConnectionState.CONNECTED)
+    complete_jobs(emu, 2)
+    assert sweeps.wait_count(1, 10)
+    assert sweeps.calls[0][1]["requests"] == 0
+    assert emu.counters["rest_list"] == 0
+
+
+def test_a_receiver_gets_recovered_events_with_the_live_shape(
+    emu_default: Emulator, make_runtime: RuntimeFactory, record: Any
+) -> None:
+    emu = emu_default
+    got: Recorder = record(spooled_signal, "job.completed")
+    sweeps: Recorder = record(caught_up)
+    runtime, _ = start(make_runtime, emu, subscriptions=[])
+    emu.reject_next(10, 503)
+    emu.drop_connections()
+    assert wait_until(lambda: runtime.state != ConnectionState.CONNECTED)
+    (job,) = complete_jobs(emu, 1, queue="anything")
+    assert sweeps.wait_count(1, 10)
+    assert got.wait_count(1)
+    event: Event = got.kwarg("event")[0]
+    assert event.job_id == job and event.queue_name == "anything" and event.replayed
+    assert event.job().status == "completed"
+    assert event.to_dict()["derived_from"] == "catch_up"
