@@ -78,11 +78,17 @@ class _Gap:
 class CatchUp:
     """See the module docstring. Thread-safe; ``start``/``stop`` idempotent.
 
-    ``deliver(events, done)`` queues recovered events for the dispatch thread, which
-    calls ``done(new, duplicates)`` once they are dispatched. ``interest()`` says what
-    to look for now (receivers may connect late); ``may_sweep()`` is False on a lease
-    standby. ``hold``/``release`` pause the duplicate window's expiry across a gap.
+    ``deliver(events, done, fleet_done_before)`` queues recovered events for the
+    dispatch thread, which calls ``done(new, duplicates)`` once they are dispatched.
+    ``interest()`` says what to look for now (receivers may connect late);
+    ``may_sweep()`` is False on a lease standby (the leader sweeps and keeps the
+    checkpoint). ``hold``/``release`` pause the duplicate window's expiry across a gap.
     ``on_swept(info)`` runs on the dispatch thread after each sweep's events.
+
+    ``fleet``: the checkpoint is shared by a claim fleet. Its position then says how far
+    *some* node had dispatched everything (a node writes only while caught up), so a
+    recovered event older than it skips its ``once`` targets: the fleet ran them while
+    this node was away, even longer ago than a claim lives.
     """
 
     def __init__(
@@ -91,12 +97,13 @@ class CatchUp:
         *,
         jobs: Callable[[], JobSource],
         interest: Callable[[], Interest],
-        deliver: Callable[[list[Event], Callable[[int, int], None]], None],
+        deliver: Callable[[list[Event], Callable[[int, int], None], datetime | None], None],
         hold: Callable[[], None],
         release: Callable[[], None],
         remember: Callable[[tuple[str, ...]], None] = lambda keys: None,
         store: CheckpointStore | None = None,
         may_sweep: Callable[[], bool] = lambda: True,
+        fleet: bool = False,
         on_swept: Callable[[dict[str, Any]], None] = lambda info: None,
         count_requests: Callable[[int], None] = lambda n: None,
         wall_clock: Callable[[], float] = time.time,
@@ -109,6 +116,7 @@ class CatchUp:
         self._hold, self._release, self._remember = hold, release, remember
         self.store = store
         self._may_sweep = may_sweep
+        self._fleet = fleet
         self._on_swept = on_swept
         self._count_requests = count_requests
         self._now = wall_clock
@@ -121,7 +129,7 @@ class CatchUp:
         self._polling = settings.poll == "always"
         self._next_poll: float | None = None
         self._polled_until: float | None = None
-        self._horizon: tuple[float, float] | None = None  # (swept at, oldest unfinished)
+        self._horizon: tuple[float, float, str] | None = None  # see Checkpoint.horizon
         self._backoff = Backoff(1.0, 300.0)
         self._retry_at = 0.0
         self._in_flight = 0  # sweeps handed to the dispatcher, not yet dispatched
@@ -181,10 +189,12 @@ class CatchUp:
     def offer_checkpoint(self, position: float, recent: list[str], now_mono: float) -> None:
         """From the dispatch thread: a new position to write, unless a gap is unswept."""
         self._written_at = now_mono
+        if not self._may_sweep():
+            return  # a lease standby: the leader's position is the fleet's
         with self._lock:
             if self._gaps or self._in_flight or not self._connected:
                 return
-            self._to_write = Checkpoint(position, tuple(recent[:MAX_RECENT]))
+            self._to_write = Checkpoint(position, tuple(recent[:MAX_RECENT]), self._horizon)
         self._wake.set()
 
     @property
@@ -226,13 +236,14 @@ class CatchUp:
                 "Spooled catch-up: could not read the checkpoint at %s (%s); the downtime "
                 "before this start is not swept",
                 self.store.where,
-                redact(f"{type(exc).__name__}: {exc}"),
+                _error(exc),
             )
         with self._lock:
             restart = next((g for g in self._gaps if g.restart), None)
             if restart is not None and found is not None:
                 restart.since = found.position
                 self._loaded = found
+                self._horizon = found.horizon
         if restart is not None and found is None:
             self._finish([restart])
         if found is not None:
@@ -279,7 +290,7 @@ class CatchUp:
             for gap in gaps:
                 self._gaps.remove(gap)
         holds = sum(g.holds for g in gaps)
-        self._hand_over(outcome, holds)
+        self._hand_over(outcome, holds, self._fleet_done_before(since))
 
     def _poll(self, now: float) -> None:
         until = now - SETTLE
@@ -290,7 +301,7 @@ class CatchUp:
             outcome = self._run_sweep(since, until, kind="poll")
             if outcome is not None:
                 self._polled_until = until
-                self._hand_over(outcome, 0)
+                self._hand_over(outcome, 0, None)
         else:
             self._polled_until = until
         period = self.settings.interval if self._polling else PROBE_EVERY
@@ -307,7 +318,11 @@ class CatchUp:
         start, clipped = clip(_dt(since), _dt(now), self.settings.max_age)
         horizon = now - self.settings.max_age
         known = self._horizon
-        if known is not None and known[0] - SKEW <= start.timestamp():
+        if (
+            known is not None
+            and known[2] == interest.scope
+            and known[0] - SKEW <= start.timestamp()
+        ):
             horizon = max(horizon, known[1] - SKEW)
         try:
             jobs = self._jobs if self._jobs is not None else self._jobs_factory()
@@ -329,17 +344,15 @@ class CatchUp:
             result.complete = False
             result.reason = result.reason or "max_age"
         if result.complete:
-            self._horizon = (
-                now,
-                result.oldest_unfinished.timestamp() if result.oldest_unfinished else until,
-            )
+            oldest = result.oldest_unfinished
+            self._horizon = (now, oldest.timestamp() if oldest else until, interest.scope)
         self.last_error = None
         return result, kind
 
     def _failed(self, since: float, until: float, kind: str, exc: BaseException) -> None:
         delay = self._backoff.next_delay()
         self._retry_at = self._now() + delay
-        error = redact(f"{type(exc).__name__}: {exc}")
+        error = _error(exc)
         self.last_error = error
         level = logging.WARNING if self._backoff.failures >= 3 or kind != "poll" else logging.INFO
         logger.log(
@@ -351,7 +364,22 @@ class CatchUp:
             delay,
         )
 
-    def _hand_over(self, outcome: tuple[SweepResult, str], holds: int) -> None:
+    def _fleet_done_before(self, since: float) -> datetime | None:
+        """With a fleet checkpoint: before when the fleet dispatched everything."""
+        if not self._fleet or self.store is None:
+            return None
+        try:
+            found = self.store.load()
+        except Exception as exc:
+            logger.info("Spooled catch-up: could not read the fleet checkpoint: %s", _error(exc))
+            return None
+        if found is None or found.position - SKEW <= since:
+            return None
+        return _dt(found.position - SKEW)
+
+    def _hand_over(
+        self, outcome: tuple[SweepResult, str], holds: int, fleet_done_before: datetime | None
+    ) -> None:
         result, kind = outcome
         with self._lock:
             self._in_flight += 1
@@ -363,7 +391,7 @@ class CatchUp:
                 self._release()
             self._swept(result, kind, new, duplicates)
 
-        self._deliver(result.events, done)
+        self._deliver(result.events, done, fleet_done_before)
 
     def _swept(self, result: SweepResult, kind: str, new: int, duplicates: int) -> None:
         """On the dispatch thread, once the sweep's events are dispatched."""
@@ -380,8 +408,8 @@ class CatchUp:
             "reason": result.reason,
         }
         self.last_sweep = info
-        if kind != "poll" or new:
-            log = logger.info if result.complete else logger.warning
+        if kind != "poll" or new or not result.complete:
+            log = logger.warning if kind != "poll" and not result.complete else logger.info
             log(
                 "Spooled catch-up (%s %s..%s): %d event(s) recovered, %d already delivered, "
                 "%d request(s)%s",
@@ -435,8 +463,12 @@ class CatchUp:
             logger.warning(
                 "Spooled catch-up: could not write the checkpoint to %s: %s",
                 self.store.where,
-                redact(f"{type(exc).__name__}: {exc}"),
+                _error(exc),
             )
+
+
+def _error(exc: BaseException) -> str:
+    return redact(f"{type(exc).__name__}: {exc}")
 
 
 def _request_backoff(attempt: int) -> float:

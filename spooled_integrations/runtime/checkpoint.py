@@ -46,9 +46,15 @@ class Checkpoint:
     """Wall-clock seconds (``time.time()``) up to which events were dispatched."""
     recent: tuple[str, ...] = ()
     """Identity bases dispatched shortly before ``position``."""
+    horizon: tuple[float, float, str] | None = None
+    """``(swept at, oldest unfinished job's created_at, scope)`` of the last complete
+    sweep: a later sweep of the same scope need not page past those jobs."""
 
     def to_json(self) -> str:
-        return json.dumps({"position": self.position, "recent": list(self.recent)})
+        value: dict[str, Any] = {"position": self.position, "recent": list(self.recent)}
+        if self.horizon is not None:
+            value["horizon"] = list(self.horizon)
+        return json.dumps(value)
 
     @classmethod
     def from_json(cls, text: str | bytes) -> Checkpoint:
@@ -62,7 +68,16 @@ class Checkpoint:
             raise ValueError("no numeric 'position'")
         if not isinstance(recent, list) or not all(isinstance(k, str) for k in recent):
             raise ValueError("'recent' is not a list of strings")
-        return cls(float(position), tuple(recent[:MAX_RECENT]))
+        return cls(float(position), tuple(recent[:MAX_RECENT]), _horizon(value.get("horizon")))
+
+
+def _horizon(value: Any) -> tuple[float, float, str] | None:
+    """A stored horizon, or ``None`` when absent or not of the written shape."""
+    if not isinstance(value, list) or len(value) != 3:
+        return None
+    at, oldest, scope = value
+    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (at, oldest))
+    return (float(at), float(oldest), scope) if numbers and isinstance(scope, str) else None
 
 
 class CheckpointStore(ABC):

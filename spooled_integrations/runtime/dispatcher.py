@@ -30,6 +30,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from typing import Any
 
 from spooled_integrations._redact import redact
@@ -207,15 +208,22 @@ class Dispatcher:
         self.metrics.incr("received", len(events))
         return self._submit(events, None)
 
-    def submit_recovered(self, events: list[Event], done: Callable[[int, int], None]) -> None:
+    def submit_recovered(
+        self,
+        events: list[Event],
+        done: Callable[[int, int], None],
+        fleet_done_before: datetime | None = None,
+    ) -> None:
         """Queue events a catch-up sweep recovered; any thread, never refused for size.
 
         They are dispatched in order, after what is queued, like live events, except
-        that one whose transition the duplicate window holds at any age is suppressed.
-        ``done(new, duplicates)`` then runs on the dispatch thread. A sweep's batch is
-        bounded by its request cap, so it bypasses ``queue_size``.
+        that one whose transition the duplicate window holds at any age is suppressed,
+        and one older than ``fleet_done_before`` (the fleet had dispatched everything
+        before it) skips its ``once`` targets. ``done(new, duplicates)`` then runs on
+        the dispatch thread. A sweep's batch is bounded by its request cap, so it
+        bypasses ``queue_size``.
         """
-        self.call_soon(lambda: done(*self._dispatch_recovered(events)))
+        self.call_soon(lambda: done(*self._dispatch_recovered(events, fleet_done_before)))
 
     def call_soon(self, fn: Callable[[], None]) -> None:
         """Run ``fn`` on the dispatch thread after what is queued now (any thread)."""
@@ -389,7 +397,9 @@ class Dispatcher:
         except Exception:
             logger.exception("a runtime task on the dispatch thread failed")
 
-    def _dispatch_recovered(self, events: list[Event]) -> tuple[int, int]:
+    def _dispatch_recovered(
+        self, events: list[Event], fleet_done_before: datetime | None
+    ) -> tuple[int, int]:
         """Dispatch a sweep's events; ``(new, duplicates)``."""
         dedupe = self._dedupe
         received_at = time.monotonic()
@@ -402,8 +412,12 @@ class Dispatcher:
                 self.metrics.incr("duplicates_suppressed")
                 continue
             new += 1
+            moment = event.timestamp
+            fleet_done = (
+                fleet_done_before is not None and moment is not None and moment < fleet_done_before
+            )
             try:
-                self._dispatch(event, received_at)
+                self._dispatch(event, received_at, fleet_done)
             except Exception:
                 logger.exception("dispatching recovered %s failed", event.type)
         self.metrics.incr("caught_up", new)
@@ -435,7 +449,7 @@ class Dispatcher:
         except Exception:
             logger.exception("fleet coordination failed; retrying")
 
-    def _dispatch(self, event: Event, received_at: float) -> None:
+    def _dispatch(self, event: Event, received_at: float, fleet_done: bool = False) -> None:
         age = None
         if self._needs_age:
             age = self._age(event)
@@ -453,7 +467,7 @@ class Dispatcher:
             counts["receiver_failures"] += failed
         matched = self._router.match(event)
         if matched:
-            self._route(event, matched, age, received_at)
+            self._route(event, matched, age, received_at, fleet_done)
         counts["dispatched"] += 1
 
     def _route(
@@ -462,7 +476,10 @@ class Dispatcher:
         matched: tuple[Subscription, ...],
         age: float | None,
         received_at: float,
+        fleet_done: bool = False,
     ) -> None:
+        """``fleet_done``: a recovered event the fleet already handled; its ``once``
+        targets are skipped (this node only missed it for its own receivers)."""
         once: list[Subscription] = []
         for subscription in matched:
             if subscription.target is None:
@@ -474,7 +491,8 @@ class Dispatcher:
                 )
                 continue
             if self._coordinator is not None and subscription.delivery == "once":
-                once.append(subscription)
+                if not fleet_done:
+                    once.append(subscription)
                 continue
             self._publish(subscription, event)
         if once and self._coordinator is not None:

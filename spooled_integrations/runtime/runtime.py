@@ -432,6 +432,10 @@ class SpooledRuntime:
             remember=self._remember,
             store=store,
             may_sweep=lambda: getattr(self.coordinator, "is_leader", True),
+            fleet=store is not None
+            and coordination is not None
+            and coordination.strategy == "claim"
+            and config.checkpoint in (None, "", coordination.redis_url),
             on_swept=self._on_swept,
             count_requests=lambda n: self.metrics.incr("catch_up_requests", n),
         )
@@ -467,11 +471,16 @@ class SpooledRuntime:
             return Interest(frozenset(types), frozenset({stream_queue}))
         return Interest(frozenset(types), None if every_queue else frozenset(queues))
 
-    def _deliver_recovered(self, events: list[Event], done: Callable[[int, int], None]) -> None:
+    def _deliver_recovered(
+        self,
+        events: list[Event],
+        done: Callable[[int, int], None],
+        fleet_done_before: datetime | None,
+    ) -> None:
         stream_filter = self.config.filter
         if stream_filter is not None:
             events = [event for event in events if stream_filter.matches(event)]
-        self._dispatcher.submit_recovered(events, done)
+        self._dispatcher.submit_recovered(events, done, fleet_done_before)
 
     def _remember(self, keys: tuple[str, ...]) -> None:
         dedupe = self._dedupe

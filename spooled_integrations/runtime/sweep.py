@@ -69,6 +69,11 @@ class Interest:
     def empty(self) -> bool:
         return not self.types or (self.queues is not None and not self.queues)
 
+    @property
+    def scope(self) -> str:
+        """The queues a sweep of this interest lists (``*``: every queue)."""
+        return "*" if self.queues is None else ",".join(sorted(self.queues))
+
 
 class JobSource(Protocol):
     """The part of :class:`~spooled_integrations.client.JobsClient` a sweep uses."""
