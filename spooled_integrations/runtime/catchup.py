@@ -179,7 +179,8 @@ class CatchUp:
             for gap in self._gaps:
                 if gap.until is None:
                     gap.until = now
-            if self._next_poll is None:
+            if self._next_poll is None:  # the first connection: polls cover from here on
+                self._polled_until = now
                 self._next_poll = now + (self.settings.interval if self._polling else PROBE_EVERY)
         self._wake.set()
 
@@ -294,9 +295,7 @@ class CatchUp:
 
     def _poll(self, now: float) -> None:
         until = now - SETTLE
-        since = (
-            self._polled_until if self._polled_until is not None else until - self.settings.interval
-        ) - SKEW
+        since = (self._polled_until if self._polled_until is not None else until) - SKEW
         if self._may_sweep():
             outcome = self._run_sweep(since, until, kind="poll")
             if outcome is not None:

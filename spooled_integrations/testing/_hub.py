@@ -177,9 +177,10 @@ class Hub:
             if stream.raw:
                 stream.put(ws_item if stream.kind == "ws" else Item("data", sse_chunk))
 
-    def abort_all(self) -> None:
+    def abort_all(self, kind: Transport | None = None) -> None:
         for stream in list(self.streams):
-            stream.abort()
+            if kind is None or stream.kind == kind:
+                stream.abort()
 
     def close_all(self, code: int, reason: str) -> None:
         for stream in list(self.streams):

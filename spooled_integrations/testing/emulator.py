@@ -380,9 +380,10 @@ class Emulator:
 
     # -- faults -----------------------------------------------------------------------
 
-    def drop_connections(self) -> None:
-        """Abort every open socket: no WS Close frame, no SSE terminator."""
-        self._call(self._hub.abort_all)
+    def drop_connections(self, transport: Literal["ws", "sse"] | None = None) -> None:
+        """Abort every open socket (or those of one ``transport``): no WS Close frame, no
+        SSE terminator."""
+        self._call(lambda: self._hub.abort_all(transport))
 
     def close_streams(self) -> None:
         """Close cleanly: WS Close 1001 ``going away``; SSE bodies end (like the 30-min cap)."""
