@@ -2,9 +2,9 @@
 
 Every value is read with ``app.conf.get("spooled_<name>")``, so Django's ``CELERY_``
 namespace works unchanged (``CELERY_SPOOLED_API_KEY``); nothing is added to Celery's
-defaults. ``SPOOLED_*`` environment variables fill in credentials and URLs the config
-leaves empty. Every problem is collected before anything raises, so a bad config is
-fixed in one round trip, not one key at a time.
+defaults. ``SPOOLED_*`` environment variables fill in credentials, URLs and catch-up
+settings the config leaves empty. Every problem is collected before anything raises, so
+a bad config is fixed in one round trip, not one key at a time.
 
 ========================================  ==========================  ==================
 setting                                   environment fallback        default
@@ -38,6 +38,11 @@ field (``reconnect_delay``, ``max_reconnect_delay``, ``max_reconnect_attempts``,
 runtime tuning: ``spooled_`` + any :class:`~spooled_integrations.runtime.runtime.RuntimeConfig`
 tuning field (``queue_size``, ``max_age``, ``dedupe_window``, ``publish_attempts``,
 ``publish_budget``, ...)
+catch-up: ``spooled_catch_up``, ``spooled_catch_up_max_age``, ``spooled_catch_up_poll``,
+``spooled_catch_up_interval``, ``spooled_catch_up_max_requests``, ``spooled_checkpoint``;
+the environment fills in each one left unset: ``SPOOLED_CATCH_UP``,
+``SPOOLED_CATCH_UP_MAX_AGE``, ``SPOOLED_CATCH_UP_POLL``, ``SPOOLED_CATCH_UP_INTERVAL``,
+``SPOOLED_CATCH_UP_MAX_REQUESTS``, ``SPOOLED_CHECKPOINT``
 ========================================  ==========================  ==================
 
 .. [1] ``SPOOLED_ENABLED`` *overrides* the setting (it is the per-node switch when the
@@ -60,8 +65,9 @@ from typing import Any, Literal
 
 from celery import Celery
 from celery.exceptions import ImproperlyConfigured
-from pydantic import ValidationError, create_model
+from pydantic import ValidationError
 
+from spooled_integrations._settings import BOOLEAN_SPELLINGS, RUNTIME_ENV, check_runtime_fields
 from spooled_integrations.celery.publisher import CeleryPublisher
 from spooled_integrations.celery.taskoptions import task_subscriptions
 from spooled_integrations.client import ConnectionOptions, SubscriptionFilter
@@ -187,7 +193,7 @@ def read_enabled(
         parsed = _parse_bool(raw_env)
         if parsed is None:
             raise SpooledImproperlyConfigured(
-                [f"SPOOLED_ENABLED: expected true/false/1/0/yes/no/on/off, got {raw_env!r}"]
+                [f"SPOOLED_ENABLED: expected {BOOLEAN_SPELLINGS}, got {raw_env!r}"]
             )
         return parsed, "SPOOLED_ENABLED"
     value = app.conf.get("spooled_enabled")
@@ -375,24 +381,22 @@ def _coordination(reader: _Reader) -> CoordinationConfig | None:
 
 
 def _tuning(reader: _Reader) -> dict[str, Any]:
-    """Runtime tuning values, checked by :class:`RuntimeConfig`'s own field rules."""
-    values = {name: reader.get(name) for name in _RUNTIME_FIELDS}
-    values = {name: value for name, value in values.items() if value is not None}
-    if not values:
-        return {}
-    fields: dict[str, Any] = {
-        name: (RuntimeConfig.model_fields[name].annotation, RuntimeConfig.model_fields[name])
-        for name in values
-    }
-    probe = create_model("SpooledTuning", **fields)
-    try:
-        checked = probe.model_validate(values)
-    except ValidationError as exc:
-        for error in exc.errors(include_url=False, include_input=False):
-            loc = error["loc"]
-            reader.problem(str(loc[0]) if loc else "tuning", error["msg"])
-        return {}
-    return {name: getattr(checked, name) for name in values}
+    """Runtime tuning values, checked by :class:`RuntimeConfig`'s own field rules.
+
+    The environment fills in the fields of :data:`RUNTIME_ENV` the config leaves unset.
+    """
+    values: dict[str, Any] = {}
+    labels: dict[str, str] = {}
+    for name in _RUNTIME_FIELDS:
+        value, label = reader.get(name), reader.label(name)
+        variable = RUNTIME_ENV.get(name)
+        if variable and (value is None or value == "") and reader.env.get(variable):
+            value, label = reader.env[variable], variable
+        if value is not None:
+            values[name], labels[name] = value, label
+    checked, problems = check_runtime_fields(values)
+    reader.problems.extend(f"{labels.get(name, 'tuning')}: {message}" for name, message in problems)
+    return checked
 
 
 def _task_rules(

@@ -83,6 +83,12 @@ class SpooledMiddleware(Middleware):  # type: ignore[misc,unused-ignore]  # unty
         coordination: Any = None,
         stop_timeout: float | None = None,
         runtime: dict[str, Any] | None = None,
+        catch_up: bool | None = None,
+        catch_up_max_age: float | None = None,
+        catch_up_poll: str | None = None,
+        catch_up_interval: float | None = None,
+        catch_up_max_requests: int | None = None,
+        checkpoint: str | None = None,
     ) -> None:
         self.settings: DramatiqSettings = resolve_settings(
             settings,
@@ -99,6 +105,12 @@ class SpooledMiddleware(Middleware):  # type: ignore[misc,unused-ignore]  # unty
             coordination=coordination,
             stop_timeout=stop_timeout,
             runtime=runtime,
+            catch_up=catch_up,
+            catch_up_max_age=catch_up_max_age,
+            catch_up_poll=catch_up_poll,
+            catch_up_interval=catch_up_interval,
+            catch_up_max_requests=catch_up_max_requests,
+            checkpoint=checkpoint,
         )
         self._lock = threading.Lock()
         self._runtime: SpooledRuntime | None = None

@@ -15,6 +15,7 @@ setting                   variable / attribute          meaning
 ``subscriptions``         ``SPOOLED_SUBSCRIPTIONS``     list, or a ``.toml``/``.yaml`` path
 ``stop_timeout``          ``SPOOLED_STOP_TIMEOUT``      seconds the listener may take to stop
 ``coordination``          ``SPOOLED_COORDINATION``      fleet coordination [1]_
+``catch_up`` ...          ``SPOOLED_CATCH_UP`` ...      catch-up [2]_
 ``api_key`` ...           ``SPOOLED_API_KEY`` ...       connection (``ConnectionOptions``)
 ========================  ============================  ==============================
 
@@ -22,6 +23,13 @@ setting                   variable / attribute          meaning
    :class:`~spooled_integrations.runtime.coordination.CoordinationConfig`, a mapping of
    its fields, JSON text, or ``lease`` / ``claim`` optionally followed by ``:<redis url>``
    (``SPOOLED_COORDINATION=claim:redis://redis:6379/1``).
+.. [2] The :class:`~spooled_integrations.runtime.RuntimeConfig` fields ``catch_up``,
+   ``catch_up_max_age``, ``catch_up_poll``, ``catch_up_interval``,
+   ``catch_up_max_requests`` and ``checkpoint`` (variables ``SPOOLED_CATCH_UP``,
+   ``SPOOLED_CATCH_UP_MAX_AGE``, ``SPOOLED_CATCH_UP_POLL``, ``SPOOLED_CATCH_UP_INTERVAL``,
+   ``SPOOLED_CATCH_UP_MAX_REQUESTS``, ``SPOOLED_CHECKPOINT``). Each may also be given
+   in ``runtime``; a top-level setting wins over that, and the variable counts only
+   when neither gives it. They end up in :attr:`DramatiqSettings.runtime`.
 
 Nothing here needs credentials: a web process that imports the broker module only to
 send messages must not fail for a listener it never runs. Credentials are checked when
@@ -36,6 +44,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from spooled_integrations._settings import RUNTIME_ENV, check_runtime_fields
 from spooled_integrations.client import ConnectionOptions, SubscriptionFilter
 from spooled_integrations.errors import ConfigurationError
 from spooled_integrations.runtime import RuntimeConfig
@@ -63,10 +72,16 @@ _CONNECTION_VARS = {
 }
 # Settings without a variable (structured values), still readable as SPOOLED_<NAME>.
 _STRUCTURED = ("connection", "filter", "runtime")
-_ALL_NAMES = {**_ENV_VARS, **_CONNECTION_VARS, **{k: f"SPOOLED_{k.upper()}" for k in _STRUCTURED}}
+_ALL_NAMES = {
+    **_ENV_VARS,
+    **_CONNECTION_VARS,
+    **RUNTIME_ENV,  # runtime fields with a variable: moved into ``runtime``
+    **{k: f"SPOOLED_{k.upper()}" for k in _STRUCTURED},
+}
 _BY_VARIABLE = {variable: name for name, variable in _ALL_NAMES.items()}
 # RuntimeConfig fields this module fills itself; the rest may go in ``runtime``.
 _RUNTIME_OWN = frozenset({"connection", "transport", "filter", "subscriptions"})
+_RUNTIME_FIELDS = frozenset(RuntimeConfig.model_fields) - _RUNTIME_OWN
 
 
 class DramatiqSettings(BaseModel):
@@ -75,7 +90,7 @@ class DramatiqSettings(BaseModel):
     ``subscriptions`` is kept as given and loaded when a worker boots, so every problem
     (together with the actors' ``spooled_*`` options) is reported at once, there.
     ``runtime`` passes further :class:`~spooled_integrations.runtime.RuntimeConfig`
-    fields (``queue_size``, ``max_age``, ``publish_attempts``...).
+    fields (``queue_size``, ``max_age``, ``publish_attempts``, the catch-up ones...).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
@@ -94,12 +109,11 @@ class DramatiqSettings(BaseModel):
     @field_validator("runtime")
     @classmethod
     def _known_runtime_fields(cls, value: dict[str, Any]) -> dict[str, Any]:
-        allowed = set(RuntimeConfig.model_fields) - _RUNTIME_OWN
-        unknown = sorted(set(value) - allowed)
+        unknown = sorted(set(value) - _RUNTIME_FIELDS)
         if unknown:
             raise ValueError(
                 f"unknown runtime option(s) {', '.join(unknown)}; "
-                f"known: {', '.join(sorted(allowed))}"
+                f"known: {', '.join(sorted(_RUNTIME_FIELDS))}"
             )
         return value
 
@@ -137,17 +151,43 @@ def resolve_settings(
         if value is not None:
             values[name], origins[name] = value, f"{name}= (argument)"
     values["connection"] = _connection(values, origins, env)
+    problems = _runtime(values, origins, {} if isinstance(source, DramatiqSettings) else env)
+    settings: DramatiqSettings | None = None
     try:
-        return DramatiqSettings(**values)
+        settings = DramatiqSettings(**values)
     except ValidationError as exc:
-        problems = []
         for error in exc.errors(include_url=False):
             field = str(error["loc"][0]) if error["loc"] else ""
             where = origins.get(field, field or "settings")
             problems.append(f"{where}: {error['msg']}")
-        raise ConfigurationError(
-            "invalid Spooled Dramatiq settings: " + "; ".join(problems)
-        ) from None
+    if settings is None or problems:
+        raise ConfigurationError("invalid Spooled Dramatiq settings: " + "; ".join(problems))
+    return settings
+
+
+def _runtime(values: dict[str, Any], origins: dict[str, str], env: Mapping[str, str]) -> list[str]:
+    """Move the runtime fields of :data:`RUNTIME_ENV` into ``values["runtime"]``, checked.
+
+    A top-level value wins over the same key in ``runtime``; the variable counts only
+    when neither gives one. Returns the problems, each naming where its value came from.
+    """
+    given = values.get("runtime")
+    if given is not None and not isinstance(given, Mapping):
+        for name in RUNTIME_ENV:
+            values.pop(name, None)
+        return []  # DramatiqSettings reports the type of ``runtime``
+    runtime = dict(given or {})
+    where = {name: f"{origins['runtime']}[{name!r}]" for name in runtime}
+    for name, variable in RUNTIME_ENV.items():
+        if name in values:
+            runtime[name], where[name] = values.pop(name), origins[name]
+        elif name not in runtime and env.get(variable):
+            runtime[name], where[name] = env[variable], f"{variable} (environment)"
+    checked, problems = check_runtime_fields(
+        {name: value for name, value in runtime.items() if name in _RUNTIME_FIELDS}
+    )
+    values["runtime"] = {**runtime, **checked}
+    return [f"{where.get(name, 'runtime')}: {message}" for name, message in problems]
 
 
 def _read_source(source: Any) -> dict[str, tuple[Any, str]]:

@@ -333,12 +333,13 @@ class CatchUp:
                 _dt(until),
                 horizon=_dt(horizon),
                 max_requests=self.settings.max_requests,
-                request=retrying(_REQUEST_ATTEMPTS, _request_backoff, self._stopping.wait),
+                request=retrying(
+                    _REQUEST_ATTEMPTS, _request_backoff, self._stopping.wait, self._count_requests
+                ),
             )
         except (SpooledError, OSError) as exc:
             self._failed(since, until, kind, exc)
             return None
-        self._count_requests(result.requests)
         if clipped:
             result.complete = False
             result.reason = result.reason or "max_age"

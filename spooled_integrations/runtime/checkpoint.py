@@ -12,7 +12,8 @@ Where it lives (the ``checkpoint`` setting):
   ``spooled:checkpoint:<namespace>``, shared by the fleet (the last node to write
   wins, and a node writes only while it is caught up, so the key is the fleet's
   position); by default the coordination Redis when coordination is configured;
-- anything else is a file path: one node's own (written atomically, mode 0600).
+- ``"off"``: none, even with coordination;
+- anything else is a file path: one node's own (replaced atomically).
 """
 
 from __future__ import annotations
@@ -31,11 +32,20 @@ from typing import Any
 from spooled_integrations._redact import redact_url
 from spooled_integrations.errors import ConfigurationError
 
-__all__ = ["Checkpoint", "CheckpointStore", "FileCheckpoint", "RedisCheckpoint", "open_store"]
+__all__ = [
+    "Checkpoint",
+    "CheckpointStore",
+    "FileCheckpoint",
+    "RedisCheckpoint",
+    "check_checkpoint",
+    "open_store",
+]
 
 logger = logging.getLogger(__name__)
 
 _REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+OFF = "off"
+"""The ``checkpoint`` value that turns it off even where coordination would provide one."""
 MAX_RECENT = 20_000
 """Transitions kept with a position; beyond this a restart may repeat some."""
 
@@ -168,11 +178,19 @@ def open_store(
         if coordination_url is None:
             return None
         return RedisCheckpoint(coordination_url, namespace, ttl=ttl)
+    check_checkpoint(value)
+    if value == OFF:
+        return None
     if value.startswith(_REDIS_SCHEMES):
         return RedisCheckpoint(value, namespace, ttl=ttl)
-    if "://" in value:
-        raise ConfigurationError(
-            f"checkpoint must be a Redis URL (redis://, rediss://, unix://) or a file path, "
-            f"got {redact_url(value)!r}"
-        )
     return FileCheckpoint(value)
+
+
+def check_checkpoint(value: str | None) -> str | None:
+    """``value``, or ``ValueError`` (a :class:`ConfigurationError`) for a URL of another
+    kind: a field validator of the ``checkpoint`` setting."""
+    if value is not None and "://" in value and not value.startswith(_REDIS_SCHEMES):
+        raise ConfigurationError(
+            "must be a Redis URL (redis://, rediss://, unix://), a file path or 'off'"
+        )
+    return value

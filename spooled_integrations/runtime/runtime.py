@@ -20,9 +20,16 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 from types import TracebackType
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 
 from spooled_integrations.client import (
     BaseClient,
@@ -38,7 +45,7 @@ from spooled_integrations.errors import (
 )
 from spooled_integrations.protocol import Event, format_timestamp
 from spooled_integrations.runtime.catchup import SKEW, CatchUp, CatchUpSettings
-from spooled_integrations.runtime.checkpoint import MAX_RECENT, open_store
+from spooled_integrations.runtime.checkpoint import MAX_RECENT, check_checkpoint, open_store
 from spooled_integrations.runtime.coordination import (
     CoordinationField,
     Coordinator,
@@ -121,9 +128,12 @@ class RuntimeConfig(BaseModel):
     """Seconds between polling sweeps."""
     catch_up_max_requests: int = Field(default=200, ge=1)
     """Job-list requests one sweep may make; beyond them the gap is reported incomplete."""
-    checkpoint: str | None = None
+    checkpoint: Annotated[str | None, AfterValidator(check_checkpoint)] = Field(
+        default=None, repr=False
+    )
     """Where the position survives a restart: a Redis URL or a file path (default: the
-    coordination Redis when coordination is configured, else none)."""
+    coordination Redis when coordination is configured, else none; ``"off"``: none).
+    Not in the repr: a Redis URL may hold a password."""
 
     def __init__(self, **data: Any) -> None:
         if data.get("subscriptions") is not None:

@@ -268,17 +268,20 @@ def retrying(
     attempts: int,
     backoff: Callable[[int], float],
     wait: Callable[[float], bool],
+    count: Callable[[int], None] = lambda n: None,
 ) -> Callable[[Callable[[], Any]], Any]:
     """A ``request`` wrapper for :func:`sweep`: retry 429/5xx/network errors.
 
     ``wait(seconds)`` returns True when the runtime is stopping (the sweep ends with the
-    last error). A 429 waits its ``Retry-After`` when the server gives one.
+    last error). A 429 waits its ``Retry-After`` when the server gives one. ``count(1)``
+    is called for every attempt, failed ones included.
     """
 
     def call(fn: Callable[[], Any]) -> Any:
         attempt = 0
         while True:
             attempt += 1
+            count(1)
             try:
                 return fn()
             except RateLimitError as exc:

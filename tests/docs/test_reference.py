@@ -116,6 +116,84 @@ def test_every_environment_variable_is_documented() -> None:
     assert not missing, f"environment variables missing from docs/configuration.md: {missing}"
 
 
+def test_every_documented_environment_variable_is_read() -> None:
+    """The reverse check: a variable in the Environment column exists in the code."""
+    in_code = set()
+    for path in PACKAGE.rglob("*.py"):
+        in_code.update(re.findall(r"\bSPOOLED_[A-Z_]+\b", path.read_text(encoding="utf-8")))
+    documented = {span for cells in settings_rows().values() for span in code_spans(cells[2])}
+    unread = sorted(documented - in_code)
+    assert not unread, f"documented but read nowhere: {unread}"
+
+
+def test_runtime_fields_with_a_variable_are_documented_with_it() -> None:
+    from spooled_integrations._settings import RUNTIME_ENV
+
+    rows = settings_rows()
+    for name, variable in RUNTIME_ENV.items():
+        cells = rows[f"spooled_{name}"]
+        assert cells[2] == f"`{variable}`", cells  # read by both integrations
+        assert code_spans(cells[3]) == [f"{name}=", f'runtime={{"{name}": …}}'], cells
+
+
+def test_documented_dramatiq_arguments_exist() -> None:
+    from spooled_integrations.client import ConnectionOptions
+    from spooled_integrations.dramatiq import SpooledMiddleware
+    from spooled_integrations.dramatiq.settings import _RUNTIME_FIELDS
+
+    arguments = set(inspect.signature(SpooledMiddleware.__init__).parameters)
+    nested = {"connection": set(ConnectionOptions.model_fields), "runtime": _RUNTIME_FIELDS}
+    for key, cells in settings_rows().items():
+        name = key.removeprefix("spooled_")
+        spans = code_spans(cells[3])
+        for span in spans:
+            if match := re.fullmatch(r"(\w+)=", span):
+                assert match[1] in arguments, (key, span)
+            else:
+                match = re.fullmatch(r'(\w+)=\{"(\w+)": …\}', span)
+                assert match and match[2] in nested[match[1]], (key, span)
+        for mapping, fields in nested.items():
+            if key.startswith("spooled_") and name in fields:
+                assert f"{name}=" in spans or f'{mapping}={{"{name}": …}}' in spans, cells
+
+
+# Values unlike the default for every variable of a runtime field both integrations read.
+RUNTIME_ENV_SAMPLES: dict[str, tuple[str, Any]] = {
+    "SPOOLED_CATCH_UP": ("off", False),
+    "SPOOLED_CATCH_UP_MAX_AGE": ("60", 60.0),
+    "SPOOLED_CATCH_UP_POLL": ("always", "always"),
+    "SPOOLED_CATCH_UP_INTERVAL": ("2.5", 2.5),
+    "SPOOLED_CATCH_UP_MAX_REQUESTS": ("7", 7),
+    "SPOOLED_CHECKPOINT": ("/var/lib/spooled/checkpoint.json", "/var/lib/spooled/checkpoint.json"),
+}
+
+
+def test_documented_runtime_variables_reach_the_runtime_config() -> None:
+    from celery import Celery
+
+    from spooled_integrations.celery import read_settings
+    from spooled_integrations.dramatiq import resolve_settings
+    from spooled_integrations.runtime import RuntimeConfig
+
+    documented = {
+        code_spans(cells[2])[0]: key.removeprefix("spooled_")
+        for key, cells in settings_rows().items()
+        if key.removeprefix("spooled_") in RuntimeConfig.model_fields
+        and re.fullmatch(r"`SPOOLED_\w+`", cells[2])
+    }
+    assert set(documented) == set(RUNTIME_ENV_SAMPLES)
+    env = {variable: text for variable, (text, _) in RUNTIME_ENV_SAMPLES.items()}
+    app = Celery("docs", broker="memory://", set_as_current=False)
+    app.conf.update(spooled_api_key="sk_test_docs")
+    celery_config = read_settings(app, environ=env).runtime
+    dramatiq_runtime = resolve_settings(environ=env).runtime
+    for variable, name in documented.items():
+        expected = RUNTIME_ENV_SAMPLES[variable][1]
+        assert expected != field_default(RuntimeConfig, name), variable
+        assert getattr(celery_config, name) == expected, variable
+        assert dramatiq_runtime[name] == expected, variable
+
+
 def test_every_middleware_argument_is_documented() -> None:
     from spooled_integrations.dramatiq import SpooledMiddleware
 

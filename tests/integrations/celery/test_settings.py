@@ -5,6 +5,7 @@ No worker here: these are the checks a worker runs when it is built, called dire
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -13,11 +14,17 @@ import pytest
 from celery import Celery
 from celery.exceptions import ImproperlyConfigured
 
-from spooled_integrations.celery import CeleryPublisher, SpooledImproperlyConfigured, read_settings
+from spooled_integrations.celery import (
+    CeleryPublisher,
+    SpooledImproperlyConfigured,
+    SpooledStep,
+    install,
+    read_settings,
+)
 from spooled_integrations.celery.settings import read_enabled
 from spooled_integrations.errors import ConfigurationError
 from spooled_integrations.protocol import Event, format_timestamp
-from spooled_integrations.runtime import Subscription
+from spooled_integrations.runtime import SpooledRuntime, Subscription
 
 KEY = "sk_test_settings0123456789"
 
@@ -263,6 +270,117 @@ def test_bad_coordination_is_named_by_key() -> None:
     assert problems_of(django)[0].startswith(
         "spooled_coordination (CELERY_SPOOLED_COORDINATION): unknown strategy 'leader'"
     )
+
+
+CATCH_UP_VARIABLES = (
+    "SPOOLED_CATCH_UP",
+    "SPOOLED_CATCH_UP_MAX_AGE",
+    "SPOOLED_CATCH_UP_POLL",
+    "SPOOLED_CATCH_UP_INTERVAL",
+    "SPOOLED_CATCH_UP_MAX_REQUESTS",
+    "SPOOLED_CHECKPOINT",
+)
+
+
+@pytest.fixture
+def catch_up_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """This process's environment without the variables these tests set themselves."""
+    for name in ("SPOOLED_ENABLED", *CATCH_UP_VARIABLES):
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+def booted_runtime(app: Celery) -> SpooledRuntime:
+    """The runtime the bootstep builds when a worker is built (not started)."""
+    install(app)
+    worker = app.WorkController(
+        hostname="settings@localhost", pool_cls="solo", without_mingle=True, without_gossip=True
+    )
+    runtime = worker.blueprint.steps[SpooledStep.name].runtime
+    assert isinstance(runtime, SpooledRuntime)
+    return runtime
+
+
+def test_catch_up_settings_reach_the_runtime_the_bootstep_builds(
+    catch_up_env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    catch_up_env.setenv("SPOOLED_CHECKPOINT", "redis://:s3cret@127.0.0.1:6379/15")
+    catch_up_env.setenv("SPOOLED_CATCH_UP_POLL", "off")  # the config wins
+    catch_up_env.setenv("SPOOLED_CATCH_UP_MAX_REQUESTS", "50")
+    app = make_app(spooled_api_key=KEY, spooled_catch_up_poll="always")
+    runtime = booted_runtime(app)
+    config = runtime.config
+    assert (config.catch_up, config.catch_up_poll) == (True, "always")
+    assert config.catch_up_max_requests == 50
+    assert config.checkpoint == "redis://:s3cret@127.0.0.1:6379/15"
+    status = runtime.status()["catch_up"]
+    assert (status["poll"], status["polling"]) == ("always", True)
+    assert (
+        status["checkpoint"]
+        == "redis://:[redacted]@127.0.0.1:6379/15 key spooled:checkpoint:default"
+    )
+    assert "s3cret" not in json.dumps(runtime.status())
+
+    path = tmp_path / "checkpoint.json"
+    django = make_app(
+        "CELERY",
+        spooled_api_key=KEY,
+        spooled_catch_up_max_age=120,
+        spooled_catch_up_interval="1.5",
+        spooled_checkpoint=str(path),
+    )
+    config = booted_runtime(django).config
+    assert (config.catch_up_max_age, config.catch_up_interval) == (120.0, 1.5)
+    assert config.checkpoint == str(path)  # over SPOOLED_CHECKPOINT
+    assert config.catch_up_poll == "off"  # SPOOLED_CATCH_UP_POLL: nothing set it here
+
+    catch_up_env.setenv("SPOOLED_CATCH_UP", "no")
+    assert booted_runtime(make_app(spooled_api_key=KEY)).status()["catch_up"] is None
+
+
+def test_bad_catch_up_settings_are_named_with_every_other_problem() -> None:
+    app = make_app(
+        spooled_api_key=KEY,
+        spooled_transport="tcp",
+        spooled_catch_up_poll="sometimes",
+        spooled_catch_up_max_age=0,
+        spooled_checkpoint={"url": "redis://:s3cret@h"},
+    )
+    env = {
+        "SPOOLED_CATCH_UP": "maybe",
+        "SPOOLED_CATCH_UP_INTERVAL": "soon",
+        "SPOOLED_CATCH_UP_MAX_REQUESTS": "0",
+        "SPOOLED_CATCH_UP_MAX_AGE": "60",  # the config's bad value is the one reported
+    }
+    problems = problems_of(app, env)
+    assert problems == [
+        "spooled_transport: must be 'ws' or 'sse', got 'tcp'",
+        "SPOOLED_CATCH_UP: expected true/false/1/0/yes/no/on/off, got 'maybe'",
+        "spooled_catch_up_max_age: Input should be greater than 0, got 0",
+        "spooled_catch_up_poll: Input should be 'off', 'auto' or 'always', got 'sometimes'",
+        "SPOOLED_CATCH_UP_INTERVAL: Input should be a valid number, unable to parse string as "
+        "a number, got 'soon'",
+        "SPOOLED_CATCH_UP_MAX_REQUESTS: Input should be greater than or equal to 1, got '0'",
+        "spooled_checkpoint: Input should be a valid string",
+    ]
+    django = make_app("CELERY", spooled_api_key=KEY, spooled_catch_up="perhaps")
+    assert problems_of(django) == [
+        "spooled_catch_up (CELERY_SPOOLED_CATCH_UP): expected true/false/1/0/yes/no/on/off, "
+        "got 'perhaps'"
+    ]
+
+
+def test_a_bad_catch_up_variable_stops_the_worker_build(catch_up_env: pytest.MonkeyPatch) -> None:
+    catch_up_env.setenv("SPOOLED_CATCH_UP", "maybe")
+    with pytest.raises(ImproperlyConfigured, match="SPOOLED_CATCH_UP: expected true/false"):
+        booted_runtime(make_app(spooled_api_key=KEY))
+    catch_up_env.delenv("SPOOLED_CATCH_UP")
+    app = make_app(spooled_api_key=KEY, spooled_checkpoint="http://:s3cret@host/x")
+    with pytest.raises(
+        ImproperlyConfigured, match="spooled_checkpoint: must be a Redis URL"
+    ) as info:
+        booted_runtime(app)
+    assert "s3cret" not in str(info.value)
 
 
 @pytest.mark.parametrize(

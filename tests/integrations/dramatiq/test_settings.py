@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 import importlib
+import json
 import subprocess
 import sys
+from collections.abc import Callable
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from dramatiq.brokers.stub import StubBroker
 
 from spooled_integrations.client import ConnectionOptions
-from spooled_integrations.dramatiq import DramatiqSettings, SpooledMiddleware, resolve_settings
+from spooled_integrations.dramatiq import (
+    DramatiqSettings,
+    SpooledMiddleware,
+    resolve_settings,
+)
 from spooled_integrations.errors import ConfigurationError
+
+MakeBroker = Callable[..., tuple[StubBroker, SpooledMiddleware]]
 
 ENV = {
     "SPOOLED_API_KEY": "sk_env",
@@ -173,3 +183,78 @@ def test_bad_coordination_names_its_origin_and_field() -> None:
     assert "lease_ttl: Input should be greater than or equal to 0.3" in str(info.value)
     with pytest.raises(ConfigurationError, match=r"coordination= \(argument\): .*unknown strategy"):
         SpooledMiddleware(coordination="leader")
+
+
+def test_catch_up_settings_in_every_form_reach_the_runtime_config(
+    make_broker: MakeBroker, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("SPOOLED_API_KEY", "sk_env")
+    monkeypatch.setenv("SPOOLED_CHECKPOINT", "redis://:s3cret@127.0.0.1:6379/15")
+    monkeypatch.setenv("SPOOLED_CATCH_UP_MAX_REQUESTS", "50")
+    monkeypatch.setenv("SPOOLED_CATCH_UP_POLL", "off")  # the settings and arguments win
+    django_like = SimpleNamespace(
+        SPOOLED_CATCH_UP_MAX_AGE=120,
+        SPOOLED_RUNTIME={"catch_up_interval": "1.5", "catch_up_poll": "auto"},
+    )
+    broker, middleware = make_broker(settings=django_like, catch_up_poll="always")
+    runtime = middleware.build_runtime(broker)
+    config = runtime.config
+    assert (config.catch_up, config.catch_up_poll) == (True, "always")
+    assert (config.catch_up_max_age, config.catch_up_interval) == (120.0, 1.5)
+    assert config.catch_up_max_requests == 50
+    assert config.checkpoint == "redis://:s3cret@127.0.0.1:6379/15"
+    status = runtime.status()["catch_up"]
+    assert (status["poll"], status["polling"]) == ("always", True)
+    assert status["checkpoint"] == (
+        "redis://:[redacted]@127.0.0.1:6379/15 key spooled:checkpoint:default"
+    )
+    assert "s3cret" not in json.dumps(runtime.status()) + repr(middleware)
+
+    path = tmp_path / "checkpoint.json"
+    broker, middleware = make_broker(runtime={"checkpoint": str(path), "catch_up_poll": "auto"})
+    config = middleware.build_runtime(broker).config
+    assert (config.checkpoint, config.catch_up_poll) == (str(path), "auto")  # over the variables
+    assert resolve_settings({"SPOOLED_CATCH_UP": "off"}, environ={}).runtime == {"catch_up": False}
+    given = DramatiqSettings(connection=ConnectionOptions())  # used as given: no variables
+    assert resolve_settings(given, environ={"SPOOLED_CATCH_UP": "off"}).runtime == {}
+
+
+def test_bad_catch_up_settings_are_named_with_every_other_problem() -> None:
+    env = {"SPOOLED_CATCH_UP": "maybe", "SPOOLED_CATCH_UP_INTERVAL": "soon"}
+    with pytest.raises(ConfigurationError) as info:
+        resolve_settings(
+            {"SPOOLED_CATCH_UP_MAX_AGE": -1},
+            environ=env,
+            mode="sometimes",
+            catch_up_max_requests=0,
+            runtime={"catch_up_poll": "never", "checkpoint": 5, "queue_size": 0},
+        )
+    problems = str(info.value).removeprefix("invalid Spooled Dramatiq settings: ").split("; ")
+    assert problems == [
+        "runtime= (argument)['catch_up_poll']: Input should be 'off', 'auto' or 'always', "
+        "got 'never'",
+        "runtime= (argument)['checkpoint']: Input should be a valid string, got 5",
+        "runtime= (argument)['queue_size']: Input should be greater than or equal to 1, got 0",
+        "SPOOLED_CATCH_UP (environment): expected true/false/1/0/yes/no/on/off, got 'maybe'",
+        "settings['SPOOLED_CATCH_UP_MAX_AGE']: Input should be greater than 0, got -1",
+        "SPOOLED_CATCH_UP_INTERVAL (environment): Input should be a valid number, unable to "
+        "parse string as a number, got 'soon'",
+        "catch_up_max_requests= (argument): Input should be greater than or equal to 1, got 0",
+        "mode= (argument): Input should be 'fork' or 'every_process'",
+    ]
+
+
+def test_a_bad_catch_up_variable_fails_at_construction(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SPOOLED_CATCH_UP", "maybe")
+    with pytest.raises(
+        ConfigurationError, match=r"SPOOLED_CATCH_UP \(environment\): expected true"
+    ):
+        SpooledMiddleware()
+
+
+def test_a_checkpoint_password_never_shows_in_a_boot_error(make_broker: MakeBroker) -> None:
+    with pytest.raises(
+        ConfigurationError, match=r"checkpoint= \(argument\): must be a Redis URL"
+    ) as info:
+        make_broker(api_key="sk_arg", checkpoint="http://:s3cret@host/x")
+    assert "s3cret" not in str(info.value)
