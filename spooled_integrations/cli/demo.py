@@ -5,9 +5,10 @@ job events when jobs change) and a Celery worker on the in-memory broker, enable
 Spooled integration with ``install(app)``, routes ``job.completed`` on the Spooled
 queue ``emails`` to a local task and connects a ``spooled_signal`` receiver to
 ``job.failed``. It then moves jobs through the emulator one step at a time, waits for
-and prints each event and each task run, checks that every expected reaction happened
-exactly once, and prints a summary with the runtime status. No Redis, no account, no
-network beyond 127.0.0.1.
+and prints each event and each task run; cuts the connection and finishes two more jobs
+while it is down, which the catch-up sweep of the REST job list recovers; checks that
+every expected reaction happened exactly once, and prints a summary with the runtime
+status. No Redis, no account, no network beyond 127.0.0.1.
 
 Exit status: 0 when everything expected ran and shutdown left no thread or socket
 behind; 1 when something did not happen within ``--timeout`` (the message says what);
@@ -42,6 +43,7 @@ __all__ = ["DemoFailed", "add_arguments", "run"]
 QUEUE = "emails"
 OTHER_QUEUE = "reports"
 TASK = "demo.on_email_sent"
+BLIP_JOBS = 2  # jobs finished while the connection is down
 _STOP_LIMIT = 5.0  # seconds the worker may take to stop
 _LEFTOVER_GRACE = 3.0  # seconds threads and sockets get to go away after the stop
 
@@ -183,6 +185,7 @@ class _Demo:
             worker, step = stack.enter_context(self._worker(app))
             self._wait_connected(step)
             self._drive(emulator)
+            self._blip(emulator, step)
             self._check_exactly_once(step)
             status, source = self._status(app, worker.hostname, step)
             # Unwinds in reverse: worker (and its Spooled listener), app, emulator.
@@ -225,11 +228,8 @@ class _Demo:
         def on_email_sent(data: dict[str, Any]) -> None:
             job = str(data.get("job_id"))
             task_jobs.append(job)
-            out(
-                "task",
-                f"{TASK} ran for job {_short(job)} in the Celery worker "
-                f"(argument: the event's data, keys {', '.join(sorted(data))})",
-            )
+            keys = ", ".join(sorted(key for key in data if key != "summary"))
+            out("task", f"{TASK} ran for job {_short(job)} in the Celery worker (data: {keys})")
             tally.add("task")
 
         install(app)
@@ -383,6 +383,32 @@ class _Demo:
                 self.expected_tasks.append(job)
                 self._expect("task", tasks_before + 1, f"task {TASK} for job {_short(job)}")
 
+    def _blip(self, emulator: Emulator, step: SpooledStep) -> None:
+        """Cut the connection and finish jobs while it is down: the catch-up sweep of the
+        REST job list runs their task once each, marked as recovered."""
+        runtime = step.runtime
+        assert runtime is not None
+        connected = self.tally.get("state:connected")
+        self.out("emulator", "network blip: every connection dropped, the next reconnect refused")
+        emulator.reject_next(1, 503)
+        emulator.drop_connections()
+        self._expect("state:reconnecting", 1, "the listener noticing the dropped connection")
+        for _ in range(BLIP_JOBS):
+            with self.out.lock:
+                job = emulator.create_job(QUEUE, {"to": "user@example.com"})
+                self.out("emulator", f"job {_short(job)} created on queue {QUEUE!r} (unheard)")
+            self._move(emulator, job, "processing")
+            self._move(emulator, job, "completed")
+            self.expected_tasks.append(job)
+        self._expect("state:connected", connected + 1, "the reconnect after the blip")
+        tasks = len(self.expected_tasks)
+        self._expect("task", tasks, f"the tasks of the {BLIP_JOBS} jobs finished during the blip")
+        if not self._wait_for(lambda: runtime.metrics.get("caught_up") >= BLIP_JOBS * 3):
+            raise DemoFailed(
+                f"the catch-up sweep recovered {runtime.metrics.get('caught_up')} event(s) of "
+                f"the blip within {self.timeout:g}s; expected {BLIP_JOBS * 3}"
+            )
+
     def _move(self, emulator: Emulator, job: str, status: str) -> None:
         with self.out.lock:
             self.out("emulator", f"job {_short(job)} {status}")
@@ -459,14 +485,22 @@ class _Demo:
             (
                 "jobs",
                 f"{self.jobs} completed on {QUEUE!r}, 1 completed on {OTHER_QUEUE!r}, "
-                f"1 failed on {QUEUE!r}",
+                f"1 failed on {QUEUE!r}, {BLIP_JOBS} completed on {QUEUE!r} during a network "
+                "blip",
             ),
             ("events received", f"{counters.get('received')} (pings are not counted)"),
             ("events delivered", f"{counters.get('signals_sent')} to spooled_signal: {types}"),
             (
                 "duplicates",
                 f"{counters.get('duplicates_suppressed')} suppressed: the emulator sends each "
-                "finished job twice (JobStatusChange, then JobCompleted or JobFailed)",
+                "finished job twice (JobStatusChange, then JobCompleted or JobFailed), and the "
+                "catch-up sweep finds again what had arrived live before the blip",
+            ),
+            (
+                "catch-up",
+                f"{counters.get('caught_up')} event(s) of {BLIP_JOBS} jobs finished during the "
+                "network blip recovered from the REST job list "
+                f"({counters.get('catch_up_requests')} request(s))",
             ),
             (
                 "tasks run",
@@ -518,7 +552,9 @@ def _describe(event: Event) -> str:
     parts.extend(
         f"{key}={data[key]}" for key in ("duration_ms", "error", "retry_count") if key in data
     )
-    if event.derived_from:
+    if event.replayed:
+        parts.append("(recovered from the job list after the gap)")
+    elif event.derived_from:
         parts.append(f"(derived from {event.derived_from})")
     return "  ".join(parts)
 

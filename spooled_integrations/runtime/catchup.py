@@ -423,7 +423,8 @@ class CatchUp:
                 if result.complete
                 else f"; INCOMPLETE ({result.reason}): events in this interval may be missing",
             )
-        self._adjust_polling(new, duplicates)
+        if kind == "poll":  # a gap's finds say nothing about what the live stream carries
+            self._adjust_polling(new, duplicates)
         self._on_swept(info)
 
     def _adjust_polling(self, new: int, duplicates: int) -> None:

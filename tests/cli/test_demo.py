@@ -41,23 +41,34 @@ def test_demo_runs_each_task_once_and_exits_0() -> None:
     assert seconds < 20, f"the demo took {seconds:.1f}s"
     out = result.stdout
     tasks = TASK_LINE.findall(out)
-    assert len(tasks) == 3 and len(set(tasks)) == 3, out
+    assert len(tasks) == 5 and len(set(tasks)) == 5, out
     assert len(RECEIVER_LINE.findall(out)) == 1, out
     # Every event of a job is printed, in the order the emulator caused it.
     first = tasks[0]
     kinds = re.findall(rf"event\s+(\S+)\s+job {first}", out)
     assert kinds == ["job.created", "job.status", "job.started", "job.status", "job.completed"]
+    # The two jobs finished during the network blip: never heard, recovered, run once.
+    for job in tasks[3:]:
+        recovered = re.findall(rf"event\s+(\S+)\s+job {job}.*recovered from the job list", out)
+        assert recovered == ["job.created", "job.started", "job.completed"], out
     rows = summary(out)
-    assert rows["tasks run"].startswith("3 of 3 expected")
+    assert rows["tasks run"].startswith("5 of 5 expected")
     assert rows["receiver"] == "on_job_failed ran 1 of 1 expected"
-    # 3 + 1 completed and 1 failed job, each sent twice by the emulator.
-    assert rows["duplicates"].startswith("5 suppressed")
+    assert rows["catch-up"].startswith("6 event(s) of 2 jobs"), rows
+    # 3 + 1 completed and 1 failed job, each sent twice by the emulator, plus what the
+    # sweep found again of the jobs that had arrived live.
+    assert int(rows["duplicates"].split()[0]) >= 5
     assert rows["events received"].startswith("30 ")
     assert rows["shutdown"].endswith("no thread or socket left")
     assert '"state": "connected"' in out and '"enabled_by": "install(app)"' in out
     assert "the reply to inspect spooled_status" in out
     assert out.rstrip().endswith("ran exactly once.")
-    assert result.stderr == "", result.stderr  # no warning, no log line
+    # Only the blip's own warnings: the dropped connection and the refused reconnect.
+    warnings = result.stderr.splitlines()
+    assert [line.split(":")[0] for line in warnings] == [
+        "WARNING spooled_integrations.client"
+    ] * 2, result.stderr
+    assert "connection lost" in warnings[0] and "503" in warnings[1], result.stderr
 
 
 def test_demo_over_sse_ignores_spooled_environment() -> None:
@@ -74,7 +85,7 @@ def test_demo_over_sse_ignores_spooled_environment() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert "ignoring SPOOLED_ENABLED, SPOOLED_TOKEN, SPOOLED_WS_URL" in result.stdout
     assert '"transport": "sse"' in result.stdout
-    assert len(TASK_LINE.findall(result.stdout)) == 1
+    assert len(TASK_LINE.findall(result.stdout)) == 1 + 2  # --jobs 1, and the blip's two
 
 
 def test_demo_fails_clearly_when_things_do_not_happen_in_time() -> None:
