@@ -59,9 +59,11 @@ reading. ``receiver_failed`` runs on the thread whose receiver raised.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
-from collections.abc import Callable
+from collections import defaultdict
+from collections.abc import Callable, Iterator
 from types import MethodType
 from typing import Any, TypeVar
 from weakref import WeakMethod, ref
@@ -127,6 +129,26 @@ class SpooledSignal(NamedSignal):
         # A new dict as well: the old entries may hold receivers strongly (see _reference).
         self._version += 1
         self._cache = {}
+
+    @contextlib.contextmanager
+    def isolated(self) -> Iterator[None]:
+        """Set every connected receiver aside for the ``with`` block, then put them back.
+
+        For tests: receivers connected at import time by other modules (or left by
+        another test) neither run nor count as listening inside the block; receivers
+        connected inside it are gone after it.
+        """
+        saved = (self.receivers, self._by_sender, self._by_receiver, self._weak_senders)
+        self.receivers = {}
+        self._by_sender = defaultdict(set)
+        self._by_receiver = defaultdict(set)
+        self._weak_senders = {}
+        self._changed()
+        try:
+            yield
+        finally:
+            self.receivers, self._by_sender, self._by_receiver, self._weak_senders = saved
+            self._changed()
 
     def receivers_now(self, sender: Any) -> tuple[Any, list[Callable[..., Any]]]:
         """``(canonical sender, receivers)`` for one send, from a per-sender cache.

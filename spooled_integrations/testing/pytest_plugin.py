@@ -2,8 +2,10 @@
 
 ``spooled_emulator`` runs the default (production-like) mode and
 ``spooled_emulator_strict`` the public-backend-source mode, both with fast intervals so
-tests see pings, health events and polls within a second. The emulator module is
-imported inside the fixtures, so loading this plugin costs nothing.
+tests see pings, health events and polls within a second. ``spooled_receivers_isolated``
+sets aside every ``spooled_signal`` receiver connected before the test (by imported
+modules or other tests) and drops those the test connects. Modules are imported inside
+the fixtures, so loading this plugin costs nothing.
 """
 
 from __future__ import annotations
@@ -16,7 +18,12 @@ import pytest
 if TYPE_CHECKING:
     from spooled_integrations.testing.emulator import Emulator
 
-__all__ = ["FAST_INTERVALS", "spooled_emulator", "spooled_emulator_strict"]
+__all__ = [
+    "FAST_INTERVALS",
+    "spooled_emulator",
+    "spooled_emulator_strict",
+    "spooled_receivers_isolated",
+]
 
 FAST_INTERVALS: dict[str, Any] = {
     "ping_interval": 1.0,
@@ -45,3 +52,12 @@ def spooled_emulator() -> Iterator[Emulator]:
 def spooled_emulator_strict() -> Iterator[Emulator]:
     """A running emulator in strict (backend-source) mode with fast intervals."""
     yield from _running(strict=True)
+
+
+@pytest.fixture
+def spooled_receivers_isolated() -> Iterator[None]:
+    """Only the ``spooled_signal`` receivers this test connects, and only during it."""
+    from spooled_integrations.runtime.signals import spooled_signal
+
+    with spooled_signal.isolated():
+        yield

@@ -342,16 +342,17 @@ def test_nothing_is_swept_when_nothing_listens_to_job_events(
 ) -> None:
     emu = emu_default
     sweeps: Recorder = record(caught_up)
-    runtime, _publisher = start(
-        make_runtime, emu, subscriptions=[{"events": ["queue.paused"], "task": "t"}]
-    )
-    emu.reject_next(5, 503)
-    emu.drop_connections()
-    assert wait_until(lambda: runtime.state != ConnectionState.CONNECTED)
-    complete_jobs(emu, 2)
-    assert sweeps.wait_count(1, 10)
-    assert sweeps.calls[0][1]["requests"] == 0
-    assert emu.counters["rest_list"] == 0
+    with spooled_signal.isolated():  # receivers left connected elsewhere would listen
+        runtime, _publisher = start(
+            make_runtime, emu, subscriptions=[{"events": ["queue.paused"], "task": "t"}]
+        )
+        emu.reject_next(5, 503)
+        emu.drop_connections()
+        assert wait_until(lambda: runtime.state != ConnectionState.CONNECTED)
+        complete_jobs(emu, 2)
+        assert sweeps.wait_count(1, 10)
+        assert sweeps.calls[0][1]["requests"] == 0
+        assert emu.counters["rest_list"] == 0
 
 
 def test_a_receiver_gets_recovered_events_with_the_live_shape(

@@ -12,6 +12,7 @@ from spooled_integrations.protocol import EventType
 from spooled_integrations.runtime import signals
 from spooled_integrations.runtime.signals import (
     receiver_failed,
+    send_event,
     send_isolated,
     spooled_signal,
     stream_gap,
@@ -213,3 +214,32 @@ def test_a_receiver_without_weak_reference_support_is_cached_strongly():
         spooled_signal.disconnect(receiver)
     assert send_isolated(spooled_signal, "queue.paused", event=None) == (0, 0)
     assert calls == ["queue.paused", "queue.paused"]
+
+
+def test_isolated_sets_receivers_aside_and_puts_them_back(make_event):
+    seen: list[str] = []
+
+    def outside(sender, **kwargs):
+        seen.append("outside")
+
+    def inside(sender, **kwargs):
+        seen.append("inside")
+
+    spooled_signal.connect(outside, weak=False)
+    try:
+        with spooled_signal.isolated():
+            assert not spooled_signal.has_receivers_for("job.completed")
+            spooled_signal.connect_via("job.completed")(inside)
+            send_event(make_event("JobCompleted", job_id="j1", queue_name="q"))
+        assert seen == ["inside"]
+        assert spooled_signal.has_receivers_for("job.completed")
+        send_event(make_event("JobCompleted", job_id="j2", queue_name="q"))
+        assert seen == ["inside", "outside"]
+    finally:
+        spooled_signal.disconnect(outside)
+
+
+def test_the_isolation_fixture_hides_what_other_modules_connected(
+    spooled_receivers_isolated: None,
+) -> None:
+    assert not spooled_signal.receivers
