@@ -340,6 +340,11 @@ class CatchUp:
         except (SpooledError, OSError) as exc:
             self._failed(since, until, kind, exc)
             return None
+        except Exception as exc:  # a bug, or the client closed by stop(): never kill the thread
+            if not self._stopping.is_set():
+                logger.exception("Spooled catch-up: the sweep failed unexpectedly")
+            self._failed(since, until, kind, exc)
+            return None
         if clipped:
             result.complete = False
             result.reason = result.reason or "max_age"
