@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 
 from spooled_integrations._redact import redact
+from spooled_integrations.client._quiet import quiet_requests
 from spooled_integrations.client.errors import error_for_status
 from spooled_integrations.client.options import ConnectionOptions
 from spooled_integrations.errors import AuthError, ConfigurationError, SpooledConnectionError
@@ -98,9 +99,12 @@ class TokenProvider:
     def _login(self) -> str:
         url = self._options.base_url + LOGIN_PATH
         try:
-            with httpx.Client(
-                timeout=self._options.connect_timeout, verify=self._options.verify_tls
-            ) as http:
+            with (
+                httpx.Client(
+                    timeout=self._options.connect_timeout, verify=self._options.verify_tls
+                ) as http,
+                quiet_requests(),
+            ):
                 response = http.post(url, json={"api_key": self._api_key})
         except httpx.HTTPError as exc:
             raise SpooledConnectionError(

@@ -23,6 +23,7 @@ from urllib.parse import quote
 import httpx
 
 from spooled_integrations._redact import redact, redact_url
+from spooled_integrations.client._quiet import quiet_requests
 from spooled_integrations.client.auth import TokenProvider
 from spooled_integrations.client.errors import error_for_status
 from spooled_integrations.client.options import ConnectionOptions
@@ -290,7 +291,10 @@ class JobsClient:
     def _send(self, path: str, params: dict[str, str], token: str, what: str) -> httpx.Response:
         self.requests += 1
         try:
-            return self._http.get(path, params=params, headers={"Authorization": f"Bearer {token}"})
+            with quiet_requests():
+                return self._http.get(
+                    path, params=params, headers={"Authorization": f"Bearer {token}"}
+                )
         except httpx.HTTPError as exc:
             raise SpooledConnectionError(self._redact(f"{what} failed: {exc!r}")) from None
 

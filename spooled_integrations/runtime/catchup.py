@@ -129,6 +129,7 @@ class CatchUp:
         self._polling = settings.poll == "always"
         self._next_poll: float | None = None
         self._polled_until: float | None = None
+        self._polled_and_dispatched = 0.0  # the end of the last poll whose events went out
         self._horizon: tuple[float, float, str] | None = None  # see Checkpoint.horizon
         self._backoff = Backoff(1.0, 300.0)
         self._retry_at = 0.0
@@ -195,6 +196,9 @@ class CatchUp:
         with self._lock:
             if self._gaps or self._in_flight or not self._connected:
                 return
+            # A dispatched poll proves the job list's transitions up to its end, even on a
+            # stream that carries only pings (a self-hosted server).
+            position = max(position, self._polled_and_dispatched)
             self._to_write = Checkpoint(position, tuple(recent[:MAX_RECENT]), self._horizon)
         self._wake.set()
 
@@ -429,6 +433,7 @@ class CatchUp:
                 else f"; INCOMPLETE ({result.reason}): events in this interval may be missing",
             )
         if kind == "poll":  # a gap's finds say nothing about what the live stream carries
+            self._polled_and_dispatched = result.until.timestamp()
             self._adjust_polling(new, duplicates)
         self._on_swept(info)
 
@@ -438,8 +443,9 @@ class CatchUp:
         if new and not self._polling:
             self._polling = True
             logger.warning(
-                "Spooled catch-up: the stream missed %d job event(s) the job list shows; "
-                "polling the job list every %gs until the stream carries job events",
+                "Spooled catch-up: the stream did not carry %d job event(s) the job list "
+                "shows (a self-hosted Spooled publishes none on its stream); polling the job "
+                "list every %gs until the stream carries job events",
                 new,
                 self.settings.interval,
             )

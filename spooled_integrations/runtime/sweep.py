@@ -20,7 +20,8 @@ order, so each listing asks for one status (or none) and every answer is checked
 against what was asked; the hosted service also honours ``created_after`` and sends
 ``X-Has-More``, which only cut the paging short.
 
-Recovered events look like the status-change form of their transition: no retry
+Recovered events look like the status-change form of their transition (plus
+``duration_ms`` for a completion, from ``started_at`` and ``completed_at``): no retry
 count in ``data`` (the summary is kept whole under ``data["summary"]``), so their
 identity key is the one the duplicate window and claim coordination already hold
 for the live twin. They are marked ``derived_from="catch_up"``.
@@ -261,6 +262,11 @@ def _event(kind: str, summary: Any, moment: datetime) -> Event:
     error = raw.get("last_error")
     if kind == FAILED and isinstance(error, str):
         data["error"] = error
+    if kind == COMPLETED and summary.started_at is not None and summary.completed_at is not None:
+        # As the direct JobCompleted carries it: the run's length.
+        data["duration_ms"] = int(
+            (summary.completed_at - summary.started_at).total_seconds() * 1000
+        )
     return Event(type=kind, data=data, wire_type=kind, raw_timestamp=stamp, derived_from=CATCH_UP)
 
 

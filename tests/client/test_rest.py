@@ -318,3 +318,18 @@ def test_close_and_context_manager(spooled_emulator: Emulator) -> None:
     with pytest.raises(RuntimeError, match="closed"):
         client.list_jobs()
     assert client.requests == 0
+
+
+def test_our_requests_are_logged_at_debug_and_others_as_httpx_does(
+    spooled_emulator: Emulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    options = ConnectionOptions(
+        base_url=spooled_emulator.base_url, api_key=spooled_emulator.api_key
+    )
+    caplog.set_level(logging.INFO, logger="httpx")
+    with JobsClient(options, TokenProvider(options)) as jobs:
+        jobs.list_jobs()
+    assert [r for r in caplog.records if r.name == "httpx"] == []  # the login and the list
+    caplog.clear()
+    httpx.get(spooled_emulator.base_url + "/api/v1/jobs").close()  # the user's own request
+    assert [r.levelname for r in caplog.records if r.name == "httpx"] == ["INFO"]

@@ -128,6 +128,7 @@ def test_a_sweep_finds_exactly_the_transitions_inside_the_interval(
     ]
     assert all(e.replayed and e.derived_from == "catch_up" for e in result.events)
     assert all("retry_count" not in e.data for e in result.events)
+    assert result.events[2].data["duration_ms"] == 140_000  # started 200 s ago, done 60 s ago
     failed_event = result.events[3]
     assert failed_event.data["status"] == "deadletter"
     assert failed_event.timestamp == ago[5]
@@ -372,3 +373,29 @@ def test_a_receiver_gets_recovered_events_with_the_live_shape(
     assert event.job_id == job and event.queue_name == "anything" and event.replayed
     assert event.job().status == "completed"
     assert event.to_dict()["derived_from"] == "catch_up"
+
+
+def test_polls_move_the_checkpoint_on_a_stream_of_pings_only(
+    make_runtime: RuntimeFactory, tmp_path: Path
+) -> None:
+    checkpoint = tmp_path / "spooled.checkpoint"
+    with Emulator(strict=True, ping_interval=30.0) as emu:
+        _runtime, publisher = start(
+            make_runtime,
+            emu,
+            catch_up_poll="always",
+            catch_up_interval=0.3,
+            checkpoint=str(checkpoint),
+        )
+        complete_jobs(emu, 2)
+        done_at = time.time()
+        assert wait_until(lambda: len(publisher.calls) == 2)
+
+        def position() -> float:
+            try:
+                return float(json.loads(checkpoint.read_text())["position"])
+            except (OSError, ValueError):
+                return 0.0
+
+        # No frame since the connect: only the polls can say how far it has seen.
+        assert wait_until(lambda: position() > done_at, 10)
