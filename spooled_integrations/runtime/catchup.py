@@ -72,7 +72,12 @@ class _Gap:
     since: float  # wall-clock seconds
     until: float | None = None  # None: the stream is still away
     holds: int = 0  # duplicate-window holds to release once swept
-    restart: bool = False
+    kind: str = "gap"  # "start": from start() (exact: nothing before it is owed);
+    # "restart": from a checkpoint's position
+
+    @property
+    def lower(self) -> float:
+        return self.since if self.kind == "start" else self.since - SKEW
 
 
 class CatchUp:
@@ -146,10 +151,10 @@ class CatchUp:
         with self._lock:
             if self._thread is not None:
                 return
-            if self.store is not None:
-                # Until the checkpoint is read, treat the downtime before start as a gap.
-                self._gaps.append(_Gap(since=self._now(), restart=True, holds=1))
-                self._hold()
+            # From start to the first connection is a gap too; a checkpoint, once read,
+            # moves its beginning back to where the previous run stopped.
+            self._gaps.append(_Gap(since=self._now(), kind="start", holds=1))
+            self._hold()
             self._thread = threading.Thread(target=self._run, name="spooled-catch-up", daemon=True)
             self._thread.start()
 
@@ -244,13 +249,11 @@ class CatchUp:
                 _error(exc),
             )
         with self._lock:
-            restart = next((g for g in self._gaps if g.restart), None)
-            if restart is not None and found is not None:
-                restart.since = found.position
+            start = next((g for g in self._gaps if g.kind == "start"), None)
+            if start is not None and found is not None:
+                start.since, start.kind = found.position, "restart"
                 self._loaded = found
                 self._horizon = found.horizon
-        if restart is not None and found is None:
-            self._finish([restart])
         if found is not None:
             self._remember(found.recent)
             logger.info(
@@ -279,15 +282,15 @@ class CatchUp:
         return CHECKPOINT_EVERY
 
     def _sweep_gaps(self, gaps: list[_Gap]) -> None:
-        since = min(g.since for g in gaps) - SKEW
+        since = min(g.lower for g in gaps)
         until = max(g.until or 0.0 for g in gaps) + SKEW
         if not self._may_sweep():
             logger.debug("Spooled catch-up: not the lease leader; the leader sweeps")
             self._finish(gaps)
             return
-        outcome = self._run_sweep(
-            since, until, kind="restart" if any(g.restart for g in gaps) else "gap"
-        )
+        kinds = {g.kind for g in gaps}
+        kind = next(k for k in ("restart", "start", "gap") if k in kinds)
+        outcome = self._run_sweep(since, until, kind=kind)
         if outcome is None:  # failed: retried with backoff, the gaps stay
             return
         self._backoff.reset()

@@ -40,7 +40,7 @@ Operational signals (sender in brackets):
 - :data:`stream_gap` [runtime]: ``disconnected_at=``, ``reconnected_at=`` (aware UTC
   datetimes); events published in between may have been missed.
 - :data:`caught_up` [runtime]: a catch-up sweep's events were dispatched: ``kind=``
-  (``gap``, ``restart`` or ``poll``), ``since=``/``until=`` (RFC 3339), ``found=``,
+  (``gap``, ``start``, ``restart`` or ``poll``), ``since=``/``until=`` (RFC 3339), ``found=``,
   ``recovered=`` (dispatched: their live twin never came), ``duplicates=``,
   ``requests=``, ``complete=`` (False: part of the interval could not be swept, see
   ``reason=``). Runs on the dispatch thread.

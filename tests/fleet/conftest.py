@@ -6,6 +6,12 @@
 - ``SeqFeed``: publishes sequence-numbered ``job.completed`` events and records, per
   event, whether any open stream accepted it (the emulator's ``undelivered``
   counter), so a test can tell "lost while no listener was connected" from "lost by us".
+  Synthetic: no job stands behind them, so a catch-up sweep cannot recover them.
+- ``JobFeed``: completes real jobs through the emulator, so the job list proves each
+  ``job.completed`` and a sweep can recover the ones no stream heard.
+- ``BOTH_MODES``: runs a test against the default and the strict emulator (whose
+  stream carries no job events: every job arrives by the job list, see
+  :func:`catch_up_config`).
 """
 
 from __future__ import annotations
@@ -20,14 +26,16 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from blinker import NamedSignal
 
+from spooled_integrations.protocol import parse_timestamp
 from spooled_integrations.runtime import RecordingPublisher, SpooledRuntime
-from spooled_integrations.runtime.signals import event_dropped
+from spooled_integrations.runtime.signals import event_dropped, spooled_signal
 from spooled_integrations.testing import Emulator
 
 
@@ -118,9 +126,21 @@ def namespace() -> str:
 
 
 @pytest.fixture
-def emu() -> Iterator[Emulator]:
-    with Emulator(ping_interval=0.2, keepalive_interval=0.2) as emulator:
+def emu(request: pytest.FixtureRequest) -> Iterator[Emulator]:
+    """The default emulator, or the one :data:`BOTH_MODES` asks for."""
+    strict = getattr(request, "param", "default") == "strict"
+    with Emulator(strict=strict, ping_interval=0.2, keepalive_interval=0.2) as emulator:
         yield emulator
+
+
+BOTH_MODES = pytest.mark.parametrize("emu", ["default", "strict"], indirect=True)
+"""Run the test once per emulator mode (``emu`` becomes strict in the second run)."""
+
+
+def catch_up_config(emu: Emulator) -> dict[str, Any]:
+    """Runtime settings for jobs to reach the listener from ``emu``: the defaults, or
+    (strict: the stream carries no job events) polling the job list every 0.3 s."""
+    return {"catch_up_poll": "always", "catch_up_interval": 0.3} if emu.strict else {}
 
 
 RuntimeFactory = Callable[..., SpooledRuntime]
@@ -155,12 +175,89 @@ class SeqFeed:
         return sent
 
     def _missed(self) -> int:
-        counters = self.emu.counters
-        return counters["undelivered"] + counters["stalled_drops"]
+        return missed(self.emu)
 
     @property
     def all(self) -> list[int]:
         return list(range(self.next))
+
+    @property
+    def due(self) -> list[int]:
+        """What must run: only what a stream heard (nothing else can be recovered)."""
+        return self.heard
+
+    def ran(self, publisher: RecordingPublisher) -> list[int]:
+        return seqs(publisher)
+
+
+def missed(emu: Emulator) -> int:
+    """Events the emulator published that no open stream accepted, or dropped stalled."""
+    counters = emu.counters
+    return counters["undelivered"] + counters["stalled_drops"]
+
+
+class JobFeed:
+    """Completes real jobs: each is created, moved to processing, then to completed.
+
+    The default emulator publishes each change on the stream (the completion as a
+    ``JobStatusChange`` and a ``JobCompleted``); the strict one publishes nothing.
+    Either way the job list proves the ``job.completed``, so every job is due.
+    """
+
+    def __init__(self, emulator: Emulator, queue: str = "q") -> None:
+        self.emu = emulator
+        self.queue = queue
+        self.all: list[str] = []
+        """Job ids, in the order they completed."""
+        self.heard: list[str] = []
+        """Completed while an open stream accepted the completion (default mode)."""
+        self.unheard: list[str] = []
+        """Completed while no open stream accepted it (or stalled), or on a strict server."""
+        self.completed_at: dict[str, datetime] = {}
+
+    def complete(self, count: int = 1) -> list[str]:
+        """Complete ``count`` new jobs; returns their ids."""
+        done = []
+        for _ in range(count):
+            job = self.emu.create_job(self.queue)
+            self.emu.set_job_status(job, "processing")
+            before = missed(self.emu)
+            self.emu.set_job_status(job, "completed")
+            heard = not self.emu.strict and missed(self.emu) == before
+            (self.heard if heard else self.unheard).append(job)
+            self.completed_at[job] = parse_timestamp(self.emu.job(job)["completed_at"])
+            self.all.append(job)
+            done.append(job)
+        return done
+
+    @property
+    def due(self) -> list[str]:
+        return self.all
+
+    def ran(self, publisher: RecordingPublisher) -> list[str]:
+        """The job id of every recorded publish, in order."""
+        return [call.event.job_id or "" for call in publisher.calls]
+
+    def settle(self, sweeps: Recorder, timeout: float = 15.0) -> None:
+        """Wait until nothing sent before now can still reach the publisher.
+
+        Default mode: a ``queue.paused`` sent after the jobs has been signalled (the
+        stream and the dispatch are in order, so every twin of a job before it has been
+        dispatched or suppressed). Strict mode: one more sweep has been dispatched
+        (every poll sees the recent jobs again: a repeat would show now).
+        """
+        if self.emu.strict:
+            count = len(sweeps.calls)
+            assert wait_until(lambda: len(sweeps.calls) > count, timeout), "no further sweep"
+            return
+        signalled = threading.Event()
+
+        def mark(sender: Any, **kw: Any) -> None:
+            signalled.set()
+
+        with spooled_signal.connected_to(mark, sender="queue.paused"):
+            self.emu.publish("queue.paused", queue_name=self.queue)
+            assert signalled.wait(timeout), "the stream did not deliver a marker"
 
 
 def seqs(publisher: RecordingPublisher) -> list[int]:

@@ -1,9 +1,14 @@
-"""Faults, one test each, with sequence-numbered events and an exact loss account.
+"""Faults, one test each, with an exact account of what ran.
 
-For every fault the assertion is the same shape: each published event ran exactly once,
-except those the emulator says no open stream accepted (``SeqFeed.unheard``: published
-while no listener was connected, or while it stalled) and those a documented bounded
-buffer dropped -- which are counted and signalled, event by event.
+Stream gaps (the server killed, a stall, a clean close, a 429 storm, 5xx on connect)
+use real jobs (``JobFeed``), in both emulator modes: every job completed during the
+test ran exactly once, those no stream heard arrived replayed by the catch-up, and
+every sweep the catch-up reported was complete and covered them.
+
+The other faults use sequence-numbered synthetic events (``SeqFeed``): each published
+event ran exactly once, except those the emulator says no open stream accepted
+(``SeqFeed.unheard``) and those a documented bounded buffer dropped -- which are
+counted and signalled, event by event.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +30,27 @@ from spooled_integrations.client import ConnectionState
 from spooled_integrations.errors import AuthError, PublishError
 from spooled_integrations.protocol import Event, parse_timestamp
 from spooled_integrations.runtime import RecordingPublisher, SpooledRuntime, Subscription
-from spooled_integrations.runtime.signals import receiver_failed, spooled_signal, stream_gap
+from spooled_integrations.runtime.signals import (
+    caught_up,
+    receiver_failed,
+    spooled_signal,
+    stream_gap,
+)
 from spooled_integrations.testing import Emulator
 
-from .conftest import Drops, RedisServer, RuntimeFactory, SeqFeed, seqs, wait_until
+from ..conftest import FAST_RECONNECT
+from .conftest import (
+    BOTH_MODES,
+    Drops,
+    JobFeed,
+    Recorder,
+    RedisServer,
+    RuntimeFactory,
+    SeqFeed,
+    catch_up_config,
+    seqs,
+    wait_until,
+)
 
 ROUTE = [{"events": ["job.completed"], "task": "t"}]
 
@@ -60,88 +84,158 @@ def assert_accounted(
     assert not set(feed.unheard) & set(dropped)  # type: ignore[arg-type]
 
 
-def wait_ran(publisher: RecordingPublisher, feed: SeqFeed, timeout: float = 5.0) -> None:
-    assert wait_until(lambda: set(feed.heard) <= set(seqs(publisher)), timeout), (
-        f"heard but not run: {sorted(set(feed.heard) - set(seqs(publisher)))}"
+def wait_ran(publisher: RecordingPublisher, feed: SeqFeed | JobFeed, timeout: float = 15.0) -> None:
+    """Wait until everything due has run (heard events; every completed job)."""
+    assert wait_until(lambda: set(feed.due) <= set(feed.ran(publisher)), timeout), (
+        f"due but not run: {sorted(set(feed.due) - set(feed.ran(publisher)))}"
     )
+
+
+def wait_gap_swept(
+    runtime: SpooledRuntime, gaps: Recorder, sweeps: Recorder, timeout: float = 15.0
+) -> None:
+    """Wait until the last reconnect's stream gap has been swept, and the sweep's events
+    dispatched and reported."""
+
+    def swept() -> bool:
+        reconnects = runtime.metrics.get("reconnects")
+        ends = gaps.kwarg("reconnected_at")  # one per reconnect, signalled just after it
+        return len(ends) >= reconnects >= 1 and any(
+            info["kind"] == "gap" and parse_timestamp(info["until"]) >= ends[-1]
+            for _, info in list(sweeps.calls)
+        )
+
+    assert wait_until(swept, timeout), f"the gap was not swept: {gaps.calls} {sweeps.calls}"
+
+
+def assert_ran_once(feed: JobFeed, publisher: RecordingPublisher, sweeps: Recorder) -> None:
+    """Every completed job ran once; those no stream heard came replayed by a complete
+    sweep that covered them; every sweep reported was complete."""
+    feed.settle(sweeps)
+    assert Counter(feed.ran(publisher)) == Counter(feed.all), "a job ran twice or never"
+    replayed = [call.event for call in publisher.calls if call.event.replayed]
+    assert {event.job_id for event in replayed} >= set(feed.unheard)
+    assert all(event.derived_from == "catch_up" for event in replayed)
+    reports = [info for _, info in list(sweeps.calls)]
+    assert reports, "no sweep reported"
+    assert all(info["complete"] for info in reports), reports
+    for job in feed.unheard:
+        moment = feed.completed_at[job]
+        assert any(
+            parse_timestamp(info["since"]) <= moment <= parse_timestamp(info["until"])
+            for info in reports
+        ), f"no sweep covered {job} (completed {moment})"
 
 
 # -- the connection -----------------------------------------------------------------------
 
 
+@BOTH_MODES
 @pytest.mark.parametrize("transport", ["ws", "sse"])
 def test_server_killed_and_restarted_mid_stream(
     emu: Emulator, make_runtime: RuntimeFactory, record: Any, transport: str
 ) -> None:
-    gaps = record(stream_gap)
-    runtime, publisher = start(make_runtime, emu, transport)
-    feed = SeqFeed(emu)
-    feed.publish(30)
+    gaps, sweeps = record(stream_gap), record(caught_up)
+    runtime, publisher = start(make_runtime, emu, transport, **catch_up_config(emu))
+    client = runtime.client
+    assert client is not None
+    feed = JobFeed(emu)
+    feed.complete(10)
     wait_ran(publisher, feed)
     emu.stop()
     assert emu.connections_current(transport) == 0
     assert wait_until(lambda: runtime.state != ConnectionState.CONNECTED)  # noticed
-    lost = feed.publish(10)  # nobody can be listening: the server is down
-    assert feed.unheard == lost
-    time.sleep(0.3)  # a few refused reconnects
+    refused: list[Exception] = []
+    client.on_error(refused.append)
+    lost = feed.complete(5)  # nobody can be listening: the server is down
+    assert feed.unheard[-5:] == lost
+    assert wait_until(lambda: len(refused) >= 2)  # a few refused reconnects
     emu.start()
     assert connected(runtime, emu, transport)
-    feed.publish(30)
+    wait_gap_swept(runtime, gaps, sweeps)
+    feed.complete(10)
     wait_ran(publisher, feed)
-    assert_accounted(feed, publisher)
+    assert_ran_once(feed, publisher, sweeps)
     assert runtime.status()["counters"]["reconnects"] == 1
-    # The loss is reported: one gap whose window holds every lost event's server time.
+    # One gap, whose window holds every lost job's completion.
     (_, gap), *rest = gaps.calls
     assert not rest
-    for seq in lost:
-        assert gap["disconnected_at"] <= parse_timestamp(feed.stamps[seq]) <= gap["reconnected_at"]
+    for job in lost:
+        assert gap["disconnected_at"] <= feed.completed_at[job] <= gap["reconnected_at"]
 
 
-def test_stall_with_the_socket_open(emu: Emulator, make_runtime: RuntimeFactory) -> None:
-    runtime, publisher = start(make_runtime, emu, connection={"liveness_timeout": 0.6})
+@BOTH_MODES
+def test_stall_with_the_socket_open(
+    emu: Emulator, make_runtime: RuntimeFactory, record: Any
+) -> None:
+    gaps, sweeps = record(stream_gap), record(caught_up)
+    runtime, publisher = start(
+        make_runtime, emu, connection={"liveness_timeout": 0.6}, **catch_up_config(emu)
+    )
     client = runtime.client
     assert client is not None
-    feed = SeqFeed(emu)
-    feed.publish(10)
+    feed = JobFeed(emu)
+    feed.complete(10)
     wait_ran(publisher, feed)
     emu.stall(True)
-    stalled = feed.publish(5)
-    assert feed.unheard == stalled and emu.counters["stalled_drops"] == 5
+    stalled = feed.complete(5)
+    assert feed.unheard[-5:] == stalled
     # Silence beyond the liveness timeout: the client gives up on the open socket.
-    assert wait_until(lambda: client.stats.connects >= 2, 3.0)
+    assert wait_until(lambda: client.stats.connects >= 2, 10.0)
     emu.stall(False)
+    unstalled = datetime.now(timezone.utc)
     assert connected(runtime, emu)
-    time.sleep(0.3)  # pings flow again; the new connection is settled
-    feed.publish(10)
+    # A frame on the new connection: it is not one the stall will time out.
+    assert wait_until(lambda: (client.stats.last_frame_at or unstalled) > unstalled)
+    wait_gap_swept(runtime, gaps, sweeps)
+    feed.complete(10)
     wait_ran(publisher, feed)
-    assert_accounted(feed, publisher)
+    assert_ran_once(feed, publisher, sweeps)
     assert runtime.status()["counters"]["reconnects"] >= 1
 
 
+@BOTH_MODES
+def up_for(runtime: SpooledRuntime) -> float:
+    """Seconds the current connection has been up (0 when not connected)."""
+    since = runtime.client.stats.connected_since if runtime.client is not None else None
+    return 0.0 if since is None else (datetime.now(timezone.utc) - since).total_seconds()
+
+
 def test_clean_close_reconnects_promptly_without_loss(
-    emu: Emulator, make_runtime: RuntimeFactory
+    emu: Emulator, make_runtime: RuntimeFactory, record: Any
 ) -> None:
+    gaps, sweeps = record(stream_gap), record(caught_up)
     runtime, publisher = start(
-        make_runtime, emu, connection={"reconnect_delay": 2.0, "max_reconnect_delay": 5.0}
+        make_runtime,
+        emu,
+        connection={"reconnect_delay": 2.0, "max_reconnect_delay": 5.0},
+        **catch_up_config(emu),
     )
-    feed = SeqFeed(emu)
-    feed.publish(10)
+    feed = JobFeed(emu)
+    feed.complete(10)
     wait_ran(publisher, feed)
+    # Only a healthy stream's close is followed by a prompt reconnect: one that carried
+    # an event or was up healthy_after (a strict stream carries no job event).
+    assert wait_until(lambda: up_for(runtime) > FAST_RECONNECT["healthy_after"] + 0.1)
     closed = time.monotonic()
     emu.close_streams()  # like the server's 30-minute cap
+    feed.complete(5)  # while the listener reconnects: heard or not, each runs once
     assert wait_until(lambda: emu.connections_accepted("ws") == 2, 1.5)
     assert time.monotonic() - closed < 1.0  # not the 2 s failure backoff
     assert connected(runtime, emu)
-    feed.publish(10)
+    wait_gap_swept(runtime, gaps, sweeps)
+    feed.complete(10)
     wait_ran(publisher, feed)
-    assert feed.unheard == []
-    assert_accounted(feed, publisher)
+    assert_ran_once(feed, publisher, sweeps)
 
 
 def test_api_key_revoked_mid_life_stops_without_a_reconnect_storm(
     emu: Emulator, make_runtime: RuntimeFactory
 ) -> None:
-    runtime, publisher = start(make_runtime, emu)
+    # Catch-up off: this accounts for a listener that gave up on a revoked key -- the
+    # events it then loses for good, its logins and its connections; a job-list sweep
+    # (its requests, or events it could prove) must not enter that account.
+    runtime, publisher = start(make_runtime, emu, catch_up=False)
     feed = SeqFeed(emu)
     feed.publish(5)
     wait_ran(publisher, feed)
@@ -162,45 +256,50 @@ def test_api_key_revoked_mid_life_stops_without_a_reconnect_storm(
     assert time.monotonic() - started < 1.0
 
 
-def test_429_storm_waits_as_told_and_loses_only_while_refused(
-    emu: Emulator, make_runtime: RuntimeFactory
+@BOTH_MODES
+def test_429_storm_waits_as_told_and_recovers_what_the_refusals_hid(
+    emu: Emulator, make_runtime: RuntimeFactory, record: Any
 ) -> None:
-    runtime, publisher = start(make_runtime, emu)
-    feed = SeqFeed(emu)
-    feed.publish(5)
+    gaps, sweeps = record(stream_gap), record(caught_up)
+    runtime, publisher = start(make_runtime, emu, **catch_up_config(emu))
+    feed = JobFeed(emu)
+    feed.complete(5)
     wait_ran(publisher, feed)
     emu.reject_next(6, 429, retry_after=0.15)
     refused_at = time.monotonic()
     emu.drop_connections()
     assert wait_until(lambda: emu.connections_current("ws") == 0)
-    lost = feed.publish(5)
+    lost = feed.complete(5)
+    assert feed.unheard[-5:] == lost
     assert connected(runtime, emu)
     assert time.monotonic() - refused_at >= 6 * 0.15 * 0.9  # Retry-After honoured each time
     assert emu.counters["rejected_by_fault"] == 6
     assert emu.connections_accepted("ws") == 2  # six refusals, one success: no storm
-    feed.publish(5)
+    wait_gap_swept(runtime, gaps, sweeps)
+    feed.complete(5)
     wait_ran(publisher, feed)
-    assert feed.unheard == lost
-    assert_accounted(feed, publisher)
+    assert_ran_once(feed, publisher, sweeps)
 
 
+@BOTH_MODES
 def test_5xx_on_connect_is_retried_with_backoff(
-    emu: Emulator, make_runtime: RuntimeFactory
+    emu: Emulator, make_runtime: RuntimeFactory, record: Any
 ) -> None:
+    sweeps = record(caught_up)
     emu.reject_next(3, 503)
     publisher = RecordingPublisher()
-    runtime = make_runtime(emu, publisher, subscriptions=ROUTE)
-    feed = SeqFeed(emu)
+    runtime = make_runtime(emu, publisher, subscriptions=ROUTE, **catch_up_config(emu))
+    feed = JobFeed(emu)
     runtime.start()
-    lost = feed.publish(3)  # before the first successful connection
+    lost = feed.complete(3)  # before the first successful connection
+    assert feed.unheard == lost
     assert connected(runtime, emu)
     assert emu.counters["rejected_by_fault"] == 3
     client = runtime.client
     assert client is not None and client.stats.connects == 1
-    feed.publish(10)
+    feed.complete(10)
     wait_ran(publisher, feed)
-    assert feed.unheard == lost
-    assert_accounted(feed, publisher)
+    assert_ran_once(feed, publisher, sweeps)
 
 
 @pytest.mark.parametrize("transport", ["ws", "sse"])

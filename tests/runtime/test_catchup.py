@@ -272,15 +272,24 @@ def test_a_restart_with_a_checkpoint_sweeps_its_downtime_once(
     assert sweeps.calls[0][1]["kind"] == "restart"
 
 
-def test_without_a_checkpoint_a_restart_sweeps_nothing(
-    emu_default: Emulator, make_runtime: RuntimeFactory
+def test_without_a_checkpoint_only_what_follows_start_is_swept(
+    emu_default: Emulator, make_runtime: RuntimeFactory, record: Any
 ) -> None:
     emu = emu_default
-    complete_jobs(emu, 3)
-    runtime, publisher = start(make_runtime, emu)
-    time.sleep(1.0)
-    assert publisher.calls == []
-    assert runtime.status()["catch_up"]["last_sweep"] is None
+    before = complete_jobs(emu, 3)  # before start(): not owed without a checkpoint
+    sweeps: Recorder = record(caught_up)
+    emu.reject_next(3, 503)  # the first connection takes a while
+    publisher = RecordingPublisher()
+    runtime = make_runtime(emu, publisher, subscriptions=ROUTE, catch_up_poll="off")
+    runtime.start()
+    meanwhile = complete_jobs(emu, 2)  # after start(), before the first connection
+    assert sweeps.wait_count(1, 15)
+    assert wait_until(lambda: len(publisher.calls) >= 2)
+    time.sleep(0.3)
+    assert runs(publisher) == Counter(meanwhile)
+    assert not set(before) & set(runs(publisher))
+    assert sweeps.calls[0][1]["kind"] == "start"
+    assert runtime.status()["catch_up"]["last_sweep"]["recovered"] == 2
 
 
 def test_rest_429_and_5xx_are_retried_until_the_sweep_succeeds(
