@@ -132,10 +132,13 @@ class CatchUp:
         self._gaps: list[_Gap] = []
         self._connected = False
         self._polling = settings.poll == "always"
+        # Whether the stream carries job events, which decides what the position follows;
+        # "auto" finds out from its probes (None until then).
+        self._stream_carries_jobs: bool | None = {"off": True, "always": False}.get(settings.poll)
         self._next_poll: float | None = None
         self._polled_until: float | None = None
         self._polled_and_dispatched = 0.0  # the end of the last poll whose events went out
-        self._horizon: tuple[float, float, str] | None = None  # see Checkpoint.horizon
+        self._horizons: list[tuple[float, float, str]] = []  # see Checkpoint.horizon
         self._backoff = Backoff(1.0, 300.0)
         self._retry_at = 0.0
         self._in_flight = 0  # sweeps handed to the dispatcher, not yet dispatched
@@ -186,7 +189,7 @@ class CatchUp:
                 if gap.until is None:
                     gap.until = now
             if self._next_poll is None:  # the first connection: polls cover from here on
-                self._polled_until = now
+                self._polled_until = self._polled_and_dispatched = now
                 self._next_poll = now + (self.settings.interval if self._polling else PROBE_EVERY)
         self._wake.set()
 
@@ -201,10 +204,15 @@ class CatchUp:
         with self._lock:
             if self._gaps or self._in_flight or not self._connected:
                 return
-            # A dispatched poll proves the job list's transitions up to its end, even on a
-            # stream that carries only pings (a self-hosted server).
-            position = max(position, self._polled_and_dispatched)
-            self._to_write = Checkpoint(position, tuple(recent[:MAX_RECENT]), self._horizon)
+            carries = self._stream_carries_jobs
+            if carries is False:
+                # Job transitions go out only through polls: the stream's frames (pings)
+                # say nothing about them.
+                position = self._polled_and_dispatched
+            elif carries is None:  # not known yet: the lesser of the two
+                position = min(position, self._polled_and_dispatched)
+            horizon = self._horizons[-1] if self._horizons else None
+            self._to_write = Checkpoint(position, tuple(recent[:MAX_RECENT]), horizon)
         self._wake.set()
 
     @property
@@ -253,7 +261,7 @@ class CatchUp:
             if start is not None and found is not None:
                 start.since, start.kind = found.position, "restart"
                 self._loaded = found
-                self._horizon = found.horizon
+                self._horizons = [found.horizon] if found.horizon else []
         if found is not None:
             self._remember(found.recent)
             logger.info(
@@ -323,13 +331,9 @@ class CatchUp:
         now = self._now()
         start, clipped = clip(_dt(since), _dt(now), self.settings.max_age)
         horizon = now - self.settings.max_age
-        known = self._horizon
-        if (
-            known is not None
-            and known[2] == interest.scope
-            and known[0] - SKEW <= start.timestamp()
-        ):
-            horizon = max(horizon, known[1] - SKEW)
+        for valid_from, oldest, scope in self._horizons:
+            if scope == interest.scope and valid_from <= start.timestamp():
+                horizon = max(horizon, oldest - SKEW)
         try:
             jobs = self._jobs if self._jobs is not None else self._jobs_factory()
             self._jobs = jobs
@@ -343,6 +347,7 @@ class CatchUp:
                 request=retrying(
                     _REQUEST_ATTEMPTS, _request_backoff, self._stopping.wait, self._count_requests
                 ),
+                open_after=_dt(until - SKEW),  # where the next poll will start
             )
         except (SpooledError, OSError) as exc:
             self._failed(since, until, kind, exc)
@@ -356,12 +361,15 @@ class CatchUp:
             result.complete = False
             result.reason = result.reason or "max_age"
         if result.complete:
-            oldest = result.oldest_unfinished
-            self._horizon = (now, oldest.timestamp() if oldest else until, interest.scope)
+            oldest = result.oldest_open.timestamp() if result.oldest_open else now
+            self._horizons = [*self._horizons[-3:], (until - SKEW, oldest, interest.scope)]
         self.last_error = None
         return result, kind
 
     def _failed(self, since: float, until: float, kind: str, exc: BaseException) -> None:
+        if self._stopping.is_set():
+            logger.debug("Spooled catch-up: sweep ended by stop(): %s", _error(exc))
+            return
         delay = self._backoff.next_delay()
         self._retry_at = self._now() + delay
         error = _error(exc)
@@ -443,6 +451,8 @@ class CatchUp:
     def _adjust_polling(self, new: int, duplicates: int) -> None:
         if self.settings.poll != "auto":
             return
+        if new or duplicates:
+            self._stream_carries_jobs = not new
         if new and not self._polling:
             self._polling = True
             logger.warning(

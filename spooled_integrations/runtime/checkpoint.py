@@ -57,8 +57,9 @@ class Checkpoint:
     recent: tuple[str, ...] = ()
     """Identity bases dispatched shortly before ``position``."""
     horizon: tuple[float, float, str] | None = None
-    """``(swept at, oldest unfinished job's created_at, scope)`` of the last complete
-    sweep: a later sweep of the same scope need not page past those jobs."""
+    """``(valid from, oldest open job's created_at, scope)`` of the last complete sweep:
+    a later sweep of the same scope that starts at or after ``valid from`` need not
+    page past that job (see :attr:`~spooled_integrations.runtime.sweep.SweepResult.oldest_open`)."""
 
     def to_json(self) -> str:
         value: dict[str, Any] = {"position": self.position, "recent": list(self.recent)}

@@ -98,9 +98,11 @@ class SweepResult:
     complete: bool = True
     reason: str | None = None
     """Why the sweep is incomplete (``request_cap``, ``max_age``)."""
-    oldest_unfinished: datetime | None = None
-    """``created_at`` of the oldest job seen not finished: no older job can move later
-    (a later sweep need not page past it)."""
+    oldest_open: datetime | None = None
+    """``created_at`` of the oldest job seen open: not finished, or finished at or after
+    ``open_after``. No older job can move at or after ``open_after``, so a later sweep
+    that starts there need not page past it."""
+    open_after: datetime | None = None
 
 
 def sweep(
@@ -112,6 +114,7 @@ def sweep(
     horizon: datetime,
     max_requests: int,
     request: Call | None = None,
+    open_after: datetime | None = None,
 ) -> SweepResult:
     """Page the job list of each queue of ``interest`` back to ``horizon`` and collect
     the transitions inside ``[since, until]``, oldest first, each once.
@@ -119,9 +122,11 @@ def sweep(
     One listing per queue and no ``status`` filter: ``job.created``/``job.started`` can
     be proved by a job in any status, and seeing unfinished jobs tells the next sweep
     how far back it must page. ``request`` wraps each HTTP call (the caller's retry
-    policy); by default a call is made once.
+    policy); by default a call is made once. ``open_after`` (default ``until``): see
+    :attr:`SweepResult.oldest_open`.
     """
-    run = _Sweep(jobs, interest, request or _once, SweepResult(since, until), max_requests)
+    result = SweepResult(since, until, open_after=until if open_after is None else open_after)
+    run = _Sweep(jobs, interest, request or _once, result, max_requests)
     queues: list[str | None] = [None] if interest.queues is None else [*sorted(interest.queues)]
     for queue in queues:
         if not run.page(queue, horizon):
@@ -182,10 +187,10 @@ class _Sweep:
 
     def take(self, summary: Any) -> None:
         result = self.result
-        if summary.status not in _FINISHED and (
-            result.oldest_unfinished is None or summary.created_at < result.oldest_unfinished
+        if _open(summary, result.open_after) and (
+            result.oldest_open is None or summary.created_at < result.oldest_open
         ):
-            result.oldest_unfinished = summary.created_at
+            result.oldest_open = summary.created_at
         for moment, event in events_of(summary, self.interest, result.since, result.until):
             self.found.setdefault(event.identity_base, (moment, _ORDER[event.type], event))
         if (
@@ -211,6 +216,14 @@ class _Sweep:
         ordered = sorted(self.found.values(), key=lambda item: (item[0], item[1]))
         self.result.events = [event for _, _, event in ordered]
         return self.result
+
+
+def _open(summary: Any, after: datetime | None) -> bool:
+    """Not finished, or finished at or after ``after`` (a cancel without a date: finished)."""
+    if summary.status not in _FINISHED:
+        return True
+    finished = summary.completed_at or summary.updated_at
+    return after is not None and finished is not None and finished >= after
 
 
 def events_of(
@@ -286,6 +299,8 @@ def retrying(
     def call(fn: Callable[[], Any]) -> Any:
         attempt = 0
         while True:
+            if wait(0):  # stopping: end the sweep between requests
+                raise SpooledConnectionError("the runtime is stopping")
             attempt += 1
             count(1)
             try:

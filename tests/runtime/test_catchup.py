@@ -132,7 +132,7 @@ def test_a_sweep_finds_exactly_the_transitions_inside_the_interval(
     failed_event = result.events[3]
     assert failed_event.data["status"] == "deadletter"
     assert failed_event.timestamp == ago[5]
-    assert result.complete and result.oldest_unfinished is not None
+    assert result.complete and result.oldest_open is not None
 
 
 def test_a_sweep_pages_until_created_at_falls_below_the_horizon(
@@ -408,3 +408,51 @@ def test_polls_move_the_checkpoint_on_a_stream_of_pings_only(
 
         # No frame since the connect: only the polls can say how far it has seen.
         assert wait_until(lambda: position() > done_at, 10)
+
+
+def test_polls_page_back_only_to_the_oldest_open_job(
+    make_runtime: RuntimeFactory, record: Any
+) -> None:
+    """Thousands of long-finished jobs: the first poll pages through them, later ones
+    stop at the oldest job still open (or finished since the last poll)."""
+    sweeps: Recorder = record(caught_up)
+    with Emulator(strict=True) as emu:
+        old = datetime.now(timezone.utc) - timedelta(minutes=10)
+        for _ in range(1500):
+            job = emu.create_job("emails", at=old)
+            emu.set_job_status(job, "completed", at=old)
+        runtime, publisher = start(make_runtime, emu, catch_up_poll="always", catch_up_interval=0.3)
+        assert sweeps.wait_for(lambda calls: len(calls) >= 5, 15)
+        done = complete_jobs(emu, 3)
+        assert wait_until(lambda: len(publisher.calls) >= 3)
+        assert sweeps.wait_for(lambda calls: len(calls) >= 8, 15)
+        requests = [kw["requests"] for _, kw in sweeps.calls if kw["kind"] == "poll"]
+        assert requests[0] >= 15  # the first one knows no horizon: 1,500 jobs
+        assert max(requests[2:]) <= 2, requests
+        assert runs(publisher) == Counter(done)
+        assert runtime.status()["catch_up"]["last_sweep"]["complete"]
+
+
+@pytest.mark.slow
+def test_a_restart_between_polls_loses_nothing_on_a_stream_of_pings(
+    make_runtime: RuntimeFactory, tmp_path: Path, record: Any
+) -> None:
+    """The position must follow the polls, not the pings, or the restart's sweep would
+    begin after jobs the last poll had not reached."""
+    sweeps: Recorder = record(caught_up)
+    checkpoint = str(tmp_path / "spooled.checkpoint")
+    config = {"catch_up_poll": "always", "catch_up_interval": 15.0, "checkpoint": checkpoint}
+    with Emulator(strict=True, ping_interval=0.2) as emu:
+        first, publisher = start(make_runtime, emu, **config)
+        assert sweeps.wait_count(1)  # the start's sweep
+        done = complete_jobs(emu, 10)
+        # Longer than the 5 s a restart sweeps before its position, shorter than the
+        # poll interval: only the polls' position makes the restart sweep reach them.
+        time.sleep(7.0)
+        assert publisher.calls == []
+        first.stop(timeout=5)
+        second = make_runtime(emu, publisher, subscriptions=ROUTE, **config)
+        second.start()
+        assert wait_until(lambda: len(publisher.calls) >= 10, 15)
+        time.sleep(0.5)
+        assert runs(publisher) == Counter(done)
