@@ -55,6 +55,7 @@ SETTLE = 1.0
 """A poll sweeps up to this many seconds ago, so live twins have had time to arrive."""
 CHECKPOINT_EVERY = 1.0
 _REQUEST_ATTEMPTS = 4
+_RECOVERED_KEPT = 50_000  # a few polls' worth at a high job rate
 
 PollMode = Literal["off", "auto", "always"]
 
@@ -84,7 +85,8 @@ class CatchUp:
     """See the module docstring. Thread-safe; ``start``/``stop`` idempotent.
 
     ``deliver(events, done, fleet_done_before)`` queues recovered events for the
-    dispatch thread, which calls ``done(new, duplicates)`` once they are dispatched.
+    dispatch thread, which calls ``done(new, duplicates)`` (a count, the suppressed
+    events) once they are dispatched.
     ``interest()`` says what to look for now (receivers may connect late);
     ``may_sweep()`` is False on a lease standby (the leader sweeps and keeps the
     checkpoint). ``hold``/``release`` pause the duplicate window's expiry across a gap.
@@ -102,7 +104,7 @@ class CatchUp:
         *,
         jobs: Callable[[], JobSource],
         interest: Callable[[], Interest],
-        deliver: Callable[[list[Event], Callable[[int, int], None], datetime | None], None],
+        deliver: Callable[[list[Event], Callable[[int, list[Event]], None], datetime | None], None],
         hold: Callable[[], None],
         release: Callable[[], None],
         remember: Callable[[tuple[str, ...]], None] = lambda keys: None,
@@ -139,6 +141,7 @@ class CatchUp:
         self._polled_until: float | None = None
         self._polled_and_dispatched = 0.0  # the end of the last poll whose events went out
         self._horizons: list[tuple[float, float, str]] = []  # see Checkpoint.horizon
+        self._recovered: dict[str, None] = {}  # bases recently recovered, in order
         self._backoff = Backoff(1.0, 300.0)
         self._retry_at = 0.0
         self._in_flight = 0  # sweeps handed to the dispatcher, not yet dispatched
@@ -333,7 +336,7 @@ class CatchUp:
         horizon = now - self.settings.max_age
         for valid_from, oldest, scope in self._horizons:
             if scope == interest.scope and valid_from <= start.timestamp():
-                horizon = max(horizon, oldest - SKEW)
+                horizon = max(horizon, oldest)  # server time, as created_at
         try:
             jobs = self._jobs if self._jobs is not None else self._jobs_factory()
             self._jobs = jobs
@@ -347,7 +350,9 @@ class CatchUp:
                 request=retrying(
                     _REQUEST_ATTEMPTS, _request_backoff, self._stopping.wait, self._count_requests
                 ),
-                open_after=_dt(until - SKEW),  # where the next poll will start
+                # Where later sweeps may start: anywhere after this one, at the next poll,
+                # after a gap that begins once this sweep is done.
+                open_after=(start, _dt(until - SKEW), _dt(now - SKEW)),
             )
         except (SpooledError, OSError) as exc:
             self._failed(since, until, kind, exc)
@@ -361,8 +366,11 @@ class CatchUp:
             result.complete = False
             result.reason = result.reason or "max_age"
         if result.complete:
-            oldest = result.oldest_open.timestamp() if result.oldest_open else now
-            self._horizons = [*self._horizons[-3:], (until - SKEW, oldest, interest.scope)]
+            learned = [
+                (moment.timestamp(), oldest.timestamp() if oldest else now, interest.scope)
+                for moment, oldest in result.oldest_open.items()
+            ]
+            self._horizons = [*self._horizons[-6:], *learned]
         self.last_error = None
         return result, kind
 
@@ -404,7 +412,7 @@ class CatchUp:
         with self._lock:
             self._in_flight += 1
 
-        def done(new: int, duplicates: int) -> None:
+        def done(new: int, duplicates: list[Event]) -> None:
             with self._lock:
                 self._in_flight -= 1
             for _ in range(holds):
@@ -413,8 +421,9 @@ class CatchUp:
 
         self._deliver(result.events, done, fleet_done_before)
 
-    def _swept(self, result: SweepResult, kind: str, new: int, duplicates: int) -> None:
+    def _swept(self, result: SweepResult, kind: str, new: int, suppressed: list[Event]) -> None:
         """On the dispatch thread, once the sweep's events are dispatched."""
+        duplicates = len(suppressed)
         info = {
             "kind": kind,
             "since": format_timestamp(result.since),
@@ -445,8 +454,22 @@ class CatchUp:
             )
         if kind == "poll":  # a gap's finds say nothing about what the live stream carries
             self._polled_and_dispatched = result.until.timestamp()
-            self._adjust_polling(new, duplicates)
+            # Polls overlap: a twin an earlier sweep recovered says nothing of the stream.
+            live = [e for e in suppressed if e.identity_base not in self._recovered]
+            self._adjust_polling(new, len(live))
+        self._remember_recovered(result.events, suppressed)
         self._on_swept(info)
+
+    def _remember_recovered(self, events: list[Event], suppressed: list[Event]) -> None:
+        """Keep the bases this runtime recovered (dispatched) lately, oldest dropped first."""
+        skipped = {e.identity_base for e in suppressed}
+        recovered = self._recovered
+        for event in events:
+            base = event.identity_base
+            if base not in skipped:
+                recovered[base] = None
+        while len(recovered) > _RECOVERED_KEPT:
+            del recovered[next(iter(recovered))]
 
     def _adjust_polling(self, new: int, duplicates: int) -> None:
         if self.settings.poll != "auto":

@@ -211,7 +211,7 @@ class Dispatcher:
     def submit_recovered(
         self,
         events: list[Event],
-        done: Callable[[int, int], None],
+        done: Callable[[int, list[Event]], None],
         fleet_done_before: datetime | None = None,
     ) -> None:
         """Queue events a catch-up sweep recovered; any thread, never refused for size.
@@ -219,7 +219,8 @@ class Dispatcher:
         They are dispatched in order, after what is queued, like live events, except
         that one whose transition the duplicate window holds at any age is suppressed,
         and one older than ``fleet_done_before`` (the fleet had dispatched everything
-        before it) skips its ``once`` targets. ``done(new, duplicates)`` then runs on
+        before it) skips its ``once`` targets. ``done(new, duplicates)`` (a count, the
+        suppressed events) then runs on
         the dispatch thread. A sweep's batch is bounded by its request cap, so it
         bypasses ``queue_size``.
         """
@@ -399,16 +400,17 @@ class Dispatcher:
 
     def _dispatch_recovered(
         self, events: list[Event], fleet_done_before: datetime | None
-    ) -> tuple[int, int]:
-        """Dispatch a sweep's events; ``(new, duplicates)``."""
+    ) -> tuple[int, list[Event]]:
+        """Dispatch a sweep's events; ``(new, the duplicates suppressed)``."""
         dedupe = self._dedupe
         received_at = time.monotonic()
-        new = duplicates = 0
+        new = 0
+        duplicates: list[Event] = []
         for event in events:
             if self._abandon.is_set():
                 break
             if dedupe is not None and dedupe.seen_ever(event):
-                duplicates += 1
+                duplicates.append(event)
                 self.metrics.incr("duplicates_suppressed")
                 continue
             new += 1

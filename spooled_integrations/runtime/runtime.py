@@ -484,7 +484,7 @@ class SpooledRuntime:
     def _deliver_recovered(
         self,
         events: list[Event],
-        done: Callable[[int, int], None],
+        done: Callable[[int, list[Event]], None],
         fleet_done_before: datetime | None,
     ) -> None:
         stream_filter = self.config.filter

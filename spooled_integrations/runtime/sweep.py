@@ -98,11 +98,11 @@ class SweepResult:
     complete: bool = True
     reason: str | None = None
     """Why the sweep is incomplete (``request_cap``, ``max_age``)."""
-    oldest_open: datetime | None = None
-    """``created_at`` of the oldest job seen open: not finished, or finished at or after
-    ``open_after``. No older job can move at or after ``open_after``, so a later sweep
-    that starts there need not page past it."""
-    open_after: datetime | None = None
+    oldest_open: dict[datetime, datetime | None] = field(default_factory=dict)
+    """For each moment ``m`` the sweep was asked about (``open_after``): ``created_at``
+    of the oldest job seen open at ``m`` (not finished, or finished at or after ``m``),
+    ``None`` if none was. No older job can move at or after ``m``, so a later sweep that
+    starts there need not page past it."""
 
 
 def sweep(
@@ -114,7 +114,7 @@ def sweep(
     horizon: datetime,
     max_requests: int,
     request: Call | None = None,
-    open_after: datetime | None = None,
+    open_after: Iterable[datetime] = (),
 ) -> SweepResult:
     """Page the job list of each queue of ``interest`` back to ``horizon`` and collect
     the transitions inside ``[since, until]``, oldest first, each once.
@@ -122,10 +122,10 @@ def sweep(
     One listing per queue and no ``status`` filter: ``job.created``/``job.started`` can
     be proved by a job in any status, and seeing unfinished jobs tells the next sweep
     how far back it must page. ``request`` wraps each HTTP call (the caller's retry
-    policy); by default a call is made once. ``open_after`` (default ``until``): see
-    :attr:`SweepResult.oldest_open`.
+    policy); by default a call is made once. ``open_after``: the moments
+    :attr:`SweepResult.oldest_open` is kept for.
     """
-    result = SweepResult(since, until, open_after=until if open_after is None else open_after)
+    result = SweepResult(since, until, oldest_open=dict.fromkeys(open_after))
     run = _Sweep(jobs, interest, request or _once, result, max_requests)
     queues: list[str | None] = [None] if interest.queues is None else [*sorted(interest.queues)]
     for queue in queues:
@@ -187,10 +187,10 @@ class _Sweep:
 
     def take(self, summary: Any) -> None:
         result = self.result
-        if _open(summary, result.open_after) and (
-            result.oldest_open is None or summary.created_at < result.oldest_open
-        ):
-            result.oldest_open = summary.created_at
+        oldest_open = result.oldest_open
+        for moment, oldest in oldest_open.items():
+            if _open(summary, moment) and (oldest is None or summary.created_at < oldest):
+                oldest_open[moment] = summary.created_at
         for moment, event in events_of(summary, self.interest, result.since, result.until):
             self.found.setdefault(event.identity_base, (moment, _ORDER[event.type], event))
         if (
@@ -218,12 +218,12 @@ class _Sweep:
         return self.result
 
 
-def _open(summary: Any, after: datetime | None) -> bool:
-    """Not finished, or finished at or after ``after`` (a cancel without a date: finished)."""
+def _open(summary: Any, moment: datetime) -> bool:
+    """Not finished, or finished at or after ``moment`` (a cancel without a date: finished)."""
     if summary.status not in _FINISHED:
         return True
     finished = summary.completed_at or summary.updated_at
-    return after is not None and finished is not None and finished >= after
+    return finished is not None and finished >= moment
 
 
 def events_of(

@@ -116,6 +116,7 @@ def test_a_sweep_finds_exactly_the_transitions_inside_the_interval(
         now,
         horizon=now - timedelta(hours=1),
         max_requests=10,
+        open_after=(ago[2], ago[5] + timedelta(seconds=1), now),
     )
     got = [(e.type, e.job_id) for e in result.events]
     assert got == [
@@ -132,7 +133,13 @@ def test_a_sweep_finds_exactly_the_transitions_inside_the_interval(
     failed_event = result.events[3]
     assert failed_event.data["status"] == "deadletter"
     assert failed_event.timestamp == ago[5]
-    assert result.complete and result.oldest_open is not None
+    assert result.complete
+    # Open at a moment: not finished, or finished at or after it.
+    assert result.oldest_open == {
+        ago[2]: ago[0],  # the long job finished 60 s ago
+        ago[5] + timedelta(seconds=1): ago[6],  # then only the running job is left
+        now: ago[6],
+    }
 
 
 def test_a_sweep_pages_until_created_at_falls_below_the_horizon(
@@ -344,6 +351,8 @@ def test_auto_polling_starts_when_the_stream_misses_jobs_and_not_when_it_carries
         assert runs(silent_runs) == Counter(quiet)
         assert runs(talking_runs) == Counter(loud)
         assert talking.status()["catch_up"]["polling"] is False
+        # Polls overlap: refinding what an earlier poll recovered does not stop polling.
+        assert silent.status()["catch_up"]["polling"] is True
         assert not any(c.event.replayed for c in talking_runs.calls)
 
 

@@ -165,7 +165,11 @@ _BINDINGS = ("binding", "binding_permanent")
 def start_worker(
     tmp_path: Path, unique_name: str, request: pytest.FixtureRequest
 ) -> Iterator[StartWorker]:
-    """``start_worker(broker, emu, pool=..., args=[...], mode=..., **settings)``."""
+    """``start_worker(broker, emu, pool=..., args=[...], mode=..., **settings)``.
+
+    ``queue``: the Celery queue (and node name) to use instead of a new one, so a test
+    can start a worker again as the same node on the same queue (a restart).
+    """
     started: list[tuple[WorkerProcess, str, str]] = []
 
     def start(
@@ -179,10 +183,11 @@ def start_worker(
         command: tuple[str, ...] = (CELERY,),
         app: str = "spooled_testapp",
         env: dict[str, str] | None = None,
+        queue: str | None = None,
         **settings: Any,
     ) -> WorkerProcess:
         index = len(started)
-        queue = f"{unique_name}-{index}"
+        queue = queue or f"{unique_name}-{index}"
         node = f"{queue}@localhost"
         out = tmp_path / f"records-{index}.jsonl"
         log = tmp_path / f"worker-{index}.log"
