@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -80,6 +81,16 @@ def _restore_root_logging() -> Iterator[None]:
     yield
     root.setLevel(level)
     root.handlers[:] = handlers
+
+
+def wait_until(condition: Callable[[], Any], timeout: float = 10.0, interval: float = 0.01) -> bool:
+    """Poll ``condition`` until it holds or ``timeout`` passes; its last answer."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(interval)
+    return bool(condition())
 
 
 def fast_options(emu: Emulator, **overrides: Any) -> ConnectionOptions:

@@ -147,7 +147,6 @@ class CatchUp:
         self._in_flight = 0  # sweeps handed to the dispatcher, not yet dispatched
         self._to_write: Checkpoint | None = None
         self._written_at = 0.0
-        self._loaded: Checkpoint | None = None
         self.last_sweep: dict[str, Any] | None = None
         self.last_error: str | None = None
 
@@ -218,11 +217,6 @@ class CatchUp:
             self._to_write = Checkpoint(position, tuple(recent[:MAX_RECENT]), horizon)
         self._wake.set()
 
-    @property
-    def loaded(self) -> Checkpoint | None:
-        """The checkpoint read at start (its ``recent`` keys to remember), once read."""
-        return self._loaded
-
     def status(self) -> dict[str, Any]:
         with self._lock:
             gaps = len(self._gaps)
@@ -263,7 +257,6 @@ class CatchUp:
             start = next((g for g in self._gaps if g.kind == "start"), None)
             if start is not None and found is not None:
                 start.since, start.kind = found.position, "restart"
-                self._loaded = found
                 self._horizons = [found.horizon] if found.horizon else []
         if found is not None:
             self._remember(found.recent)

@@ -317,6 +317,16 @@ class Emulator:
             )
         )
 
+    def run_job(
+        self, queue_name: str, outcome: str = "completed", *, error: str | None = None
+    ) -> str:
+        """Create a job and move it through ``processing`` to ``outcome`` (a worker's
+        whole run, as a test wants it); returns its id."""
+        job_id = self.create_job(queue_name)
+        self.set_job_status(job_id, "processing")
+        self.set_job_status(job_id, outcome, error=error)
+        return job_id
+
     def cancel_job(self, job_id: str) -> None:
         """Cancel like ``POST /jobs/{id}/cancel`` (``ValueError`` once it has finished)."""
         self._call(lambda: self._server.emit(self._state.cancel_job(job_id)))

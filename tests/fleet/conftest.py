@@ -23,7 +23,6 @@ import signal
 import socket
 import subprocess
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -38,14 +37,7 @@ from spooled_integrations.runtime import RecordingPublisher, SpooledRuntime
 from spooled_integrations.runtime.signals import event_dropped, spooled_signal
 from spooled_integrations.testing import Emulator
 
-
-def wait_until(condition: Callable[[], bool], timeout: float = 5.0, interval: float = 0.01) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(interval)
-    return condition()
+from ..conftest import wait_until
 
 
 def free_port() -> int:

@@ -29,19 +29,10 @@ from spooled_integrations.runtime.signals import caught_up, spooled_signal
 from spooled_integrations.runtime.sweep import Interest, sweep
 from spooled_integrations.testing import Emulator
 
-from ..conftest import RuntimeFactory
+from ..conftest import RuntimeFactory, wait_until
 from .conftest import Recorder
 
 ROUTE = [{"events": ["job.completed"], "queue": "emails", "task": "t"}]
-
-
-def wait_until(condition: Any, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return bool(condition())
 
 
 @pytest.fixture(params=[False, True], ids=["default", "strict"])
@@ -57,14 +48,13 @@ def emu_default() -> Iterator[Emulator]:
 
 
 def complete_jobs(emu: Emulator, count: int, queue: str = "emails") -> list[str]:
-    """Create ``count`` jobs and move each through processing to completed."""
-    ids = []
-    for _ in range(count):
-        job_id = emu.create_job(queue)
-        emu.set_job_status(job_id, "processing")
-        emu.set_job_status(job_id, "completed")
-        ids.append(job_id)
-    return ids
+    return [emu.run_job(queue) for _ in range(count)]
+
+
+def swept(sweeps: Recorder, kind: str, timeout: float = 15.0) -> dict[str, Any]:
+    """The first ``caught_up`` of ``kind`` (a start's sweep comes first of all)."""
+    assert sweeps.wait_for(lambda calls: any(kw["kind"] == kind for _, kw in calls), timeout)
+    return next(kw for _, kw in sweeps.calls if kw["kind"] == kind)
 
 
 def runs(publisher: RecordingPublisher) -> Counter[str]:
@@ -80,6 +70,8 @@ def start(
     runtime = make_runtime(emu, publisher, **config)
     runtime.start()
     assert wait_until(lambda: runtime.state == ConnectionState.CONNECTED)
+    # The start's sweep (or a restart's) is done: what follows is live or a later gap's.
+    assert wait_until(lambda: runtime.status()["catch_up"]["last_sweep"] is not None)
     return runtime, publisher
 
 
@@ -225,15 +217,14 @@ def test_jobs_finished_while_reconnecting_run_once_each(
     assert wait_until(lambda: runtime.state != ConnectionState.CONNECTED)
     missed = complete_jobs(emu, 7)
     assert wait_until(lambda: runtime.state == ConnectionState.CONNECTED, 15)
-    assert sweeps.wait_count(1, 10)
+    info = swept(sweeps, "gap")
     after = complete_jobs(emu, 3)
     assert wait_until(lambda: len(publisher.calls) >= 15)
     time.sleep(0.3)
     assert runs(publisher) == Counter(live + missed + after)
     replayed = {c.event.job_id for c in publisher.calls if c.event.replayed}
     assert replayed == set(missed)
-    info = sweeps.calls[-1][1]
-    assert info["recovered"] == 7 and info["complete"] and info["kind"] == "gap"
+    assert info["recovered"] == 7 and info["complete"]
     status = runtime.status()
     assert status["counters"]["caught_up"] == 7
     assert status["catch_up"]["last_sweep"]["recovered"] == 7
@@ -249,7 +240,7 @@ def test_a_stalled_socket_is_swept_from_its_last_frame(
     missed = complete_jobs(emu, 6)
     assert wait_until(lambda: runtime.state != ConnectionState.CONNECTED, 5)
     emu.stall(False)
-    assert sweeps.wait_count(1, 15)
+    assert swept(sweeps, "gap")["recovered"] == 6
     assert wait_until(lambda: len(publisher.calls) >= 6)
     time.sleep(0.3)
     assert runs(publisher) == Counter(missed)
@@ -311,7 +302,7 @@ def test_rest_429_and_5xx_are_retried_until_the_sweep_succeeds(
     missed = complete_jobs(emu, 4)
     emu.reject_rest(2, 429, retry_after=0.2)
     emu.reject_rest(1, 500)  # queued after the 429s
-    assert sweeps.wait_count(1, 20)
+    assert swept(sweeps, "gap", 20)["complete"]
     assert wait_until(lambda: len(publisher.calls) >= 4)
     assert runs(publisher) == Counter(missed)
     assert emu.counters["rest_rejected"] == 3
@@ -369,9 +360,8 @@ def test_nothing_is_swept_when_nothing_listens_to_job_events(
         emu.drop_connections()
         assert wait_until(lambda: runtime.state != ConnectionState.CONNECTED)
         complete_jobs(emu, 2)
-        assert sweeps.wait_count(1, 10)
-        assert sweeps.calls[0][1]["requests"] == 0
-        assert emu.counters["rest_list"] == 0
+        assert swept(sweeps, "gap")["requests"] == 0
+        assert emu.counters["rest_list"] == 0  # the start's sweep made none either
 
 
 def test_a_receiver_gets_recovered_events_with_the_live_shape(
@@ -385,7 +375,7 @@ def test_a_receiver_gets_recovered_events_with_the_live_shape(
     emu.drop_connections()
     assert wait_until(lambda: runtime.state != ConnectionState.CONNECTED)
     (job,) = complete_jobs(emu, 1, queue="anything")
-    assert sweeps.wait_count(1, 10)
+    assert swept(sweeps, "gap")["recovered"] == 1
     assert got.wait_count(1)
     event: Event = got.kwarg("event")[0]
     assert event.job_id == job and event.queue_name == "anything" and event.replayed

@@ -35,21 +35,11 @@ RESTART_SWEPT = re.compile(
 
 
 def complete_jobs(emu: Emulator, count: int, queue: str = "emails") -> list[str]:
-    """``count`` jobs created, started and completed on ``queue``; their ids."""
-    ids = []
-    for _ in range(count):
-        job = emu.create_job(queue)
-        emu.set_job_status(job, "processing")
-        emu.set_job_status(job, "completed")
-        ids.append(job)
-    return ids
+    return [emu.run_job(queue) for _ in range(count)]
 
 
 def fail_job(emu: Emulator, queue: str = "emails") -> str:
-    job = emu.create_job(queue)
-    emu.set_job_status(job, "processing")
-    emu.set_job_status(job, "failed", error="boom")
-    return job
+    return emu.run_job(queue, "failed", error="boom")
 
 
 def all_records(*workers: WorkerProcess) -> list[dict[str, Any]]:

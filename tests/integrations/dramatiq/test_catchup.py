@@ -63,20 +63,11 @@ def broker_env(redis_url: str, unique_name: str) -> Iterator[dict[str, str]]:
 
 
 def complete_jobs(emu: Emulator, count: int, queue: str = "emails") -> list[str]:
-    ids = []
-    for _ in range(count):
-        job = emu.create_job(queue)
-        emu.set_job_status(job, "processing")
-        emu.set_job_status(job, "completed")
-        ids.append(job)
-    return ids
+    return [emu.run_job(queue) for _ in range(count)]
 
 
 def fail_job(emu: Emulator, queue: str = "emails") -> str:
-    job = emu.create_job(queue)
-    emu.set_job_status(job, "processing")
-    emu.set_job_status(job, "failed", error="boom")
-    return job
+    return emu.run_job(queue, "failed", error="boom")
 
 
 def events(*runs: DramatiqRun) -> list[dict[str, Any]]:
