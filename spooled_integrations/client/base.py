@@ -36,6 +36,7 @@ from spooled_integrations.protocol import (
     EventType,
     JobEvent,
     QueueEvent,
+    SSEMessage,
     WorkerEvent,
     normalize,
     resolve,
@@ -57,9 +58,9 @@ log = logging.getLogger(__name__)
 
 EventHandler = Callable[[Event], Any]
 BatchHandler = Callable[[list[Event]], Any]
-Frame = tuple[Any, ...]
-"""One undecoded frame: ``(SSE event name or None, payload, ...)``; an
-:class:`~spooled_integrations.protocol.SSEMessage` is one."""
+Frame = SSEMessage | bytes
+"""One undecoded frame: an :class:`~spooled_integrations.protocol.SSEMessage` (its
+``event`` name and ``data``) or a WebSocket text message's payload."""
 FramesHandler = Callable[[list[Frame]], Any]
 JobEventHandler = Callable[[JobEvent], Any]
 QueueEventHandler = Callable[[QueueEvent], Any]
@@ -200,7 +201,12 @@ class BaseClient:
         reader and one consumer thread may call it at the same time (the runtime decodes
         on its dispatch thread, and on the reader the frames its queue refuses)."""
         try:
-            events = normalize(frame[1], event_name=frame[0], max_size=self.options.max_frame_bytes)
+            if isinstance(frame, bytes):
+                events = normalize(frame, max_size=self.options.max_frame_bytes)
+            else:
+                events = normalize(
+                    frame.data, event_name=frame.event, max_size=self.options.max_frame_bytes
+                )
         except ProtocolError as exc:
             self._count_protocol_error(exc)
             return []

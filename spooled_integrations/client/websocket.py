@@ -188,9 +188,9 @@ class WebSocketClient(BaseClient):
                         return outcome
                 elif undecoded:
                     self.stats.frames_received += 1
-                    self._frames.append((None, data))
+                    self._frames.append(data)
                 else:
-                    handle((None, data))
+                    handle(data)
             deliver_batch()
 
     def _control(self, ws: websocket.WebSocket, opcode: int, data: bytes) -> ReadOutcome | None:

@@ -1,8 +1,9 @@
 """The dispatch stage: a bounded queue and one thread between the reader and the targets.
 
 The network reader calls :meth:`Dispatcher.submit_frames` once per socket read with the
-frames that read completed, undecoded (or :meth:`Dispatcher.submit_many` with events);
-it never blocks: what does not fit in the queue is dropped, counted and signalled, so a
+frames that read completed, undecoded (:meth:`Dispatcher.submit_many` takes events, and
+a catch-up sweep's :meth:`Dispatcher.submit_recovered` goes through the same queue); no
+submitter ever blocks: what does not fit in the queue is dropped, counted and signalled, so a
 slow receiver or a slow broker can never stall reading (and with it the connection's
 liveness). The dispatch thread takes frames in order, decodes each into its events
 (so an event's objects are made and let go on one thread) and, for each event:
@@ -31,7 +32,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from spooled_integrations._redact import redact
 from spooled_integrations.protocol import Event, EventType
@@ -43,7 +44,7 @@ from spooled_integrations.runtime.router import Router
 from spooled_integrations.runtime.signals import event_dropped, send_event, send_isolated
 from spooled_integrations.runtime.subscriptions import Subscription
 
-__all__ = ["DEFAULT_QUEUE_SIZE", "Dispatcher", "DrainReport", "RetryPolicy"]
+__all__ = ["DEFAULT_QUEUE_SIZE", "Batch", "Dispatcher", "DrainReport", "RetryPolicy"]
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +81,16 @@ class RetryPolicy:
         """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
         base: float = min(self.max_delay, self.initial_delay * 2.0 ** (attempt - 1))
         return base * (1 - self.jitter * random.random())
+
+
+class Batch(NamedTuple):
+    """What one submit queues: frames (or events) in arrival order, and how to decode
+    them (``None``: they are events already)."""
+
+    received_at: float
+    """``time.monotonic()`` when they were submitted (the duplicate window's clock)."""
+    items: list[Any]
+    decode: Callable[[Any], list[Event]] | None
 
 
 @dataclass(frozen=True)
@@ -124,14 +135,14 @@ class Dispatcher:
         self._publisher = publisher
         self.metrics = metrics if metrics is not None else Metrics()
         self._dedupe = dedupe
-        # SimpleQueue of (received at, [frames or events], decode or None) batches: no
-        # mutex shared by reader and dispatcher (Queue's cost ~17 % of both threads). The
-        # size limit counts frames (or events): each counter is written by one thread only
-        # (reader, dispatcher), so their difference is the number waiting, exact without
-        # a lock.
+        # SimpleQueue of Batch items (and control callables): no mutex shared by the
+        # submitting threads and the dispatcher (bench/README.md). The size limit counts
+        # frames (or events): submitters add under _submit_lock, the dispatch thread alone
+        # adds to _taken, so their difference is the number waiting.
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._queue_size = queue_size
         self._submitted = self._taken = 0
+        self._submit_lock = threading.Lock()
         self._retry = retry or RetryPolicy()
         self._max_age = max_age
         # Parsing the timestamp costs ~1.5 us: only when some max_age needs the age.
@@ -200,11 +211,8 @@ class Dispatcher:
         return self.submit_many([event]) == 1
 
     def submit_many(self, events: list[Event]) -> int:
-        """Queue ``events`` (kept by the dispatcher) without blocking; how many were queued.
-
-        What does not fit is dropped, counted and signalled. Call it from one thread
-        (the reader's): it alone counts what was submitted.
-        """
+        """Queue decoded ``events`` (kept by the dispatcher); how many were queued
+        (:meth:`submit_frames` without the decoding). Any thread."""
         self.metrics.incr("received", len(events))
         return self._submit(events, None)
 
@@ -236,24 +244,34 @@ class Dispatcher:
         The dispatch thread turns each into its events with ``decode`` just before
         dispatching them. The reader hands over what one socket read completed: one
         queue hand-off per read. Frames that do not fit are decoded here so that each of
-        their events is dropped, counted and signalled. Call it from one thread.
+        their events is dropped, counted and signalled. Any thread.
         """
         return self._submit(frames, decode)
 
     def _submit(self, items: list[Any], decode: Callable[[Any], list[Event]] | None) -> int:
-        if not self._accepting:
-            self._refuse(items, decode, "stopped", "the runtime is stopping or not started")
-            return 0
-        room = self._queue_size - (self._submitted - self._taken)
-        if room < len(items):
-            kept = items[: max(0, room)]
-            detail = f"dispatch queue full ({self._queue_size} frames or events)"
-            self._refuse(items[len(kept) :], decode, "overflow", detail)
-            if not kept:
-                return 0
-            items = kept
-        self._submitted += len(items)
-        self._queue.put((time.monotonic(), items, decode))
+        """The one way in for frames and events: a :class:`Batch`, or a counted refusal."""
+        refused: list[Any] = []
+        with self._submit_lock:  # one per read: room, count and order agree across threads
+            if not self._accepting:
+                refused, items, reason = items, [], "stopped"
+            else:
+                room = self._queue_size - (self._submitted - self._taken)
+                if room < len(items):
+                    refused, items, reason = (
+                        items[max(0, room) :],
+                        items[: max(0, room)],
+                        "overflow",
+                    )
+                if items:
+                    self._submitted += len(items)
+                    self._queue.put(Batch(time.monotonic(), items, decode))
+        if refused:
+            detail = (
+                "the runtime is stopping or not started"
+                if reason == "stopped"
+                else f"dispatch queue full ({self._queue_size} frames or events)"
+            )
+            self._refuse(refused, decode, reason, detail)
         return len(items)
 
     def _refuse(
@@ -342,8 +360,8 @@ class Dispatcher:
                 item = self._queue.get(timeout=timeout)
             except queue.Empty:
                 item = None
-            if item.__class__ is tuple:
-                self._dispatch_batch(*item)
+            if item.__class__ is Batch:
+                self._dispatch_batch(item)
             elif item is not None and item is not _WAKE:
                 self._call_control(item)
             if tick is not None:
@@ -355,12 +373,8 @@ class Dispatcher:
             if self._stopping and (self._abandon.is_set() or self._queue.empty()):
                 return
 
-    def _dispatch_batch(
-        self,
-        received_at: float,
-        items: list[Any],
-        decode: Callable[[Any], list[Event]] | None,
-    ) -> None:
+    def _dispatch_batch(self, batch: Batch) -> None:
+        received_at, items, decode = batch
         # Only this thread writes _taken, _in_flight and _last_done; the others read
         # them under the GIL. Until stop() begins there is nothing to agree on, so no
         # lock per event.

@@ -472,3 +472,36 @@ def make_event_pair(make_event) -> list[Event]:
         "JobStatusChange", job_id="s", queue_name="q", old_status="processing", new_status="failed"
     )
     return [status, make_event("JobFailed", job_id="s", queue_name="q", error="x")]
+
+
+def test_submitters_on_several_threads_share_the_queue_size_exactly(
+    make_dispatcher, make_event, record
+):
+    """The reader and a catch-up sweep (or any caller) may submit at once: what was
+    queued and what was dropped add up, with the size limit held exactly."""
+    dropped = record(event_dropped)
+    gate = Gate()
+    dispatcher = make_dispatcher(subs=[], queue_size=1000)
+    with spooled_signal.connected_to(gate, sender="job.started"):
+        dispatcher.submit(make_event("JobStarted", job_id="blocker", queue_name="q"))
+        assert gate.entered.wait(5)
+        accepted: list[int] = []
+
+        def submitter(name: str) -> None:
+            count = 0
+            for i in range(500):
+                count += dispatcher.submit_many([completed(make_event, job=f"{name}-{i}")])
+            accepted.append(count)
+
+        threads = [threading.Thread(target=submitter, args=(f"t{n}",)) for n in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert sum(accepted) == 1000 and dispatcher.depth == 1000
+        assert dispatcher.metrics.dropped("overflow") == 1000
+        gate.opened.set()
+        report = dispatcher.stop(timeout=10)
+    assert report.left == 0 and report.drained + dispatcher.metrics.get("dispatched") >= 1000
+    assert dispatcher.metrics.get("received") == 2001
+    assert len(dropped.calls) == 1000
