@@ -33,6 +33,7 @@ from spooled_integrations._redact import redact
 from spooled_integrations.client.backoff import Backoff
 from spooled_integrations.errors import SpooledError
 from spooled_integrations.protocol import Event, format_timestamp
+from spooled_integrations.protocol.timestamps import format_optional
 from spooled_integrations.runtime.checkpoint import MAX_RECENT, Checkpoint, CheckpointStore
 from spooled_integrations.runtime.sweep import (
     Interest,
@@ -139,7 +140,9 @@ class CatchUp:
         self._stream_carries_jobs: bool | None = {"off": True, "always": False}.get(settings.poll)
         self._next_poll: float | None = None
         self._polled_until: float | None = None
-        self._polled_and_dispatched = 0.0  # the end of the last poll whose events went out
+        # How far the job list's transitions have been dispatched without a hole, by
+        # polls and gap sweeps: a stream without job events has no other measure.
+        self._swept_through = 0.0
         self._horizons: list[tuple[float, float, str]] = []  # see Checkpoint.horizon
         self._recovered: dict[str, None] = {}  # bases recently recovered, in order
         self._backoff = Backoff(1.0, 300.0)
@@ -191,7 +194,7 @@ class CatchUp:
                 if gap.until is None:
                     gap.until = now
             if self._next_poll is None:  # the first connection: polls cover from here on
-                self._polled_until = self._polled_and_dispatched = now
+                self._polled_until = self._swept_through = now
                 self._next_poll = now + (self.settings.interval if self._polling else PROBE_EVERY)
         self._wake.set()
 
@@ -210,9 +213,9 @@ class CatchUp:
             if carries is False:
                 # Job transitions go out only through polls: the stream's frames (pings)
                 # say nothing about them.
-                position = self._polled_and_dispatched
+                position = self._swept_through
             elif carries is None:  # not known yet: the lesser of the two
-                position = min(position, self._polled_and_dispatched)
+                position = min(position, self._swept_through)
             horizon = self._horizons[-1] if self._horizons else None
             self._to_write = Checkpoint(position, tuple(recent[:MAX_RECENT]), horizon)
         self._wake.set()
@@ -264,7 +267,7 @@ class CatchUp:
                 "Spooled catch-up: checkpoint at %s says events were dispatched up to %s; "
                 "the downtime since is swept once connected",
                 self.store.where,
-                _iso(found.position),
+                format_optional(found.position),
             )
 
     def _step(self) -> float:
@@ -302,6 +305,9 @@ class CatchUp:
             for gap in gaps:
                 self._gaps.remove(gap)
         holds = sum(g.holds for g in gaps)
+        if self._polled_until is not None and since <= self._polled_until:
+            # The next poll goes on from what this sweep listed.
+            self._polled_until = max(self._polled_until, _reach(outcome[0]))
         self._hand_over(outcome, holds, self._fleet_done_before(since))
 
     def _poll(self, now: float) -> None:
@@ -379,8 +385,8 @@ class CatchUp:
         logger.log(
             level,
             "Spooled catch-up: sweeping the job list for %s..%s failed (%s); retrying in %.0fs",
-            _iso(since),
-            _iso(until),
+            format_optional(since),
+            format_optional(until),
             error,
             delay,
         )
@@ -406,6 +412,8 @@ class CatchUp:
             self._in_flight += 1
 
         def done(new: int, duplicates: list[Event]) -> None:
+            if result.since.timestamp() <= self._swept_through:  # no hole before it
+                self._swept_through = max(self._swept_through, _reach(result))
             with self._lock:
                 self._in_flight -= 1
             for _ in range(holds):
@@ -421,7 +429,7 @@ class CatchUp:
             "kind": kind,
             "since": format_timestamp(result.since),
             "until": format_timestamp(result.until),
-            "at": _iso(self._now()),
+            "at": format_optional(self._now()),
             "found": len(result.events),
             "recovered": new,
             "duplicates": duplicates,
@@ -446,7 +454,6 @@ class CatchUp:
                 else f"; INCOMPLETE ({result.reason}): events in this interval may be missing",
             )
         if kind == "poll":  # a gap's finds say nothing about what the live stream carries
-            self._polled_and_dispatched = result.until.timestamp()
             # Polls overlap: a twin an earlier sweep recovered says nothing of the stream.
             live = [e for e in suppressed if e.identity_base not in self._recovered]
             self._adjust_polling(new, len(live))
@@ -508,6 +515,12 @@ class CatchUp:
             )
 
 
+def _reach(result: SweepResult) -> float:
+    """How far a sweep proved the job list: its end, or when it listed if that was
+    earlier (a gap's sweep reaches past the reconnect, into what was not there yet)."""
+    return min(result.until, result.listed_at).timestamp()
+
+
 def _error(exc: BaseException) -> str:
     return redact(f"{type(exc).__name__}: {exc}")
 
@@ -518,7 +531,3 @@ def _request_backoff(attempt: int) -> float:
 
 def _dt(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, timezone.utc)
-
-
-def _iso(seconds: float) -> str:
-    return format_timestamp(_dt(seconds))

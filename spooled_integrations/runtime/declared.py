@@ -8,11 +8,11 @@ not the subscription field behind it.
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Mapping
 from typing import Any, Literal
 
+from spooled_integrations._suggest import did_you_mean
 from spooled_integrations.errors import SubscriptionError
 from spooled_integrations.runtime.subscriptions import Subscription
 
@@ -53,8 +53,7 @@ def declared_subscription(
     problems: list[str] = []
     for option in options:
         if option.startswith("spooled_") and option not in DECLARATION_OPTIONS:
-            close = difflib.get_close_matches(option, list(DECLARATION_OPTIONS), n=1, cutoff=0.6)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            hint = did_you_mean(option, DECLARATION_OPTIONS.keys())
             problems.append(f"{owner}: {option}: unknown {kind} option{hint}")
     data = {
         DECLARATION_OPTIONS[option]: value

@@ -43,7 +43,8 @@ from spooled_integrations.errors import (
     ProtocolError,
     SubscriptionError,
 )
-from spooled_integrations.protocol import Event, format_timestamp
+from spooled_integrations.protocol import Event
+from spooled_integrations.protocol.timestamps import format_optional
 from spooled_integrations.runtime.catchup import SKEW, CatchUp, CatchUpSettings
 from spooled_integrations.runtime.checkpoint import MAX_RECENT, check_checkpoint, open_store
 from spooled_integrations.runtime.coordination import (
@@ -346,8 +347,8 @@ class SpooledRuntime:
             "running": self._started,
             "transport": self.config.transport,
             "connected": self._state == ConnectionState.CONNECTED,
-            "connected_since": _iso(self._connected_since),
-            "last_event_at": _iso_epoch(self._dispatcher.last_event_at),
+            "connected_since": format_optional(self._connected_since),
+            "last_event_at": format_optional(self._dispatcher.last_event_at),
             "last_error": stats.last_error if stats is not None else None,
             "counters": self.metrics.snapshot(),
             "queue_depth": self._dispatcher.depth,
@@ -405,8 +406,8 @@ class SpooledRuntime:
             logger.log(
                 logging.INFO if catch_up is not None else logging.WARNING,
                 "Spooled stream gap: disconnected %s, reconnected %s (%s)",
-                _iso(gap[0]),
-                _iso(gap[1]),
+                format_optional(gap[0]),
+                format_optional(gap[1]),
                 "the job list is swept for what it hid"
                 if catch_up is not None
                 else "events in between may be missing; catch_up is off",
@@ -577,13 +578,3 @@ def _once_warning(once: list[str]) -> str:
         "them. Configure coordination (lease or claim), run one listener for the fleet, "
         "or set delivery='every_node' to say so."
     )
-
-
-def _iso_epoch(seconds: float | None) -> str | None:
-    return (
-        None if seconds is None else format_timestamp(datetime.fromtimestamp(seconds, timezone.utc))
-    )
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return format_timestamp(moment) if moment is not None else None

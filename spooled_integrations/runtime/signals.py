@@ -266,7 +266,8 @@ def send_event(event: Any) -> int:
     """Send :data:`spooled_signal` for ``event``; returns how many receivers failed.
 
     :func:`send_isolated` for the one send the dispatcher makes per event, without the
-    generality it pays for on every call (any signal, any keywords): ~20 % less.
+    generality it pays for on every call (any signal, any keywords); figures in
+    ``bench/README.md``.
     """
     if spooled_signal.is_muted:
         return 0

@@ -22,7 +22,6 @@ too). TOML::
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
 import json
 import os
@@ -41,6 +40,7 @@ from pydantic import (
     model_validator,
 )
 
+from spooled_integrations._suggest import did_you_mean
 from spooled_integrations.errors import ConfigurationError, SubscriptionError
 from spooled_integrations.protocol import Event, EventType, resolve, wire_dotted_name, wire_variant
 
@@ -118,10 +118,7 @@ def expand_events(names: Iterable[str]) -> tuple[frozenset[str], bool, list[str]
 
 
 def _suggest(name: str) -> str:
-    close = difflib.get_close_matches(name.lower(), list(_SPELLINGS), n=1, cutoff=0.6)
-    if not close:
-        return ""
-    return f" (did you mean {_SPELLINGS[close[0]].value!r}?)"
+    return did_you_mean(name.lower(), {k: v.value for k, v in _SPELLINGS.items()})
 
 
 def _as_list(value: Any) -> Any:

@@ -33,12 +33,13 @@ import functools
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any, Protocol
 
 from spooled_integrations.errors import RateLimitError, SpooledConnectionError
 from spooled_integrations.protocol import Event, EventType, format_timestamp, parse_timestamp
 from spooled_integrations.protocol.models import CATCH_UP
+from spooled_integrations.protocol.vocabulary import LIFECYCLE_TYPES, TERMINAL_STATUSES
 
 __all__ = ["RECOVERABLE", "Interest", "JobSource", "SweepResult", "events_of", "sweep"]
 
@@ -50,12 +51,12 @@ COMPLETED = EventType.JOB_COMPLETED.value
 FAILED = EventType.JOB_FAILED.value
 CANCELLED = EventType.JOB_CANCELLED.value
 
-RECOVERABLE = frozenset({CREATED, STARTED, COMPLETED, FAILED, CANCELLED})
+RECOVERABLE = LIFECYCLE_TYPES - {EventType.JOB_RETRYING.value}
 """The lifecycle types a job summary can prove (not ``job.retrying``/``job.progress``)."""
 
 _ORDER = {CREATED: 0, STARTED: 1, COMPLETED: 2, FAILED: 2, CANCELLED: 2}
 _TERMINAL = {"completed": COMPLETED, "failed": FAILED, "deadletter": FAILED}
-_FINISHED = frozenset({"completed", "failed", "deadletter", "cancelled"})
+_FINISHED = TERMINAL_STATUSES
 PAGE = 100  # the backend's largest page
 
 
@@ -98,6 +99,8 @@ class SweepResult:
     complete: bool = True
     reason: str | None = None
     """Why the sweep is incomplete (``request_cap``, ``max_age``)."""
+    listed_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    """When it began listing: what changed after that may be missing from it."""
     oldest_open: dict[datetime, datetime | None] = field(default_factory=dict)
     """For each moment ``m`` the sweep was asked about (``open_after``): ``created_at``
     of the oldest job seen open at ``m`` (not finished, or finished at or after ``m``),

@@ -18,7 +18,8 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from spooled_integrations._redact import redact
-from spooled_integrations.protocol import Event, format_timestamp
+from spooled_integrations.protocol import Event
+from spooled_integrations.protocol.timestamps import format_optional
 from spooled_integrations.runtime.coordination._redis import connect, node_token, redis_errors
 from spooled_integrations.runtime.coordination.config import CoordinationConfig
 from spooled_integrations.runtime.subscriptions import Subscription
@@ -136,7 +137,7 @@ class Coordinator(ABC):
                 "redis": self.config.safe_url,
                 "node": self.token,
                 "available": self._available,
-                "unavailable_since": _iso(self._unavailable_since),
+                "unavailable_since": format_optional(self._unavailable_since),
                 "outages": self._outages,
                 "last_error": self._last_error,
                 "dropped": self._dropped,
@@ -182,7 +183,3 @@ class Coordinator(ABC):
                 self.config.buffer_size,
                 self.config.buffer_max_age,
             )
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return format_timestamp(moment) if moment is not None else None

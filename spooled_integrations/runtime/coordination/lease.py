@@ -59,8 +59,9 @@ from datetime import datetime, timezone
 from typing import Any
 
 from spooled_integrations.protocol import Event
+from spooled_integrations.protocol.timestamps import format_optional
 from spooled_integrations.runtime.coordination._redis import RedisClock, as_int
-from spooled_integrations.runtime.coordination.base import UNAVAILABLE, Coordinator, _iso
+from spooled_integrations.runtime.coordination.base import UNAVAILABLE, Coordinator
 from spooled_integrations.runtime.signals import leadership_changed, send_isolated
 from spooled_integrations.runtime.subscriptions import Subscription
 
@@ -575,7 +576,7 @@ class LeaseCoordinator(Coordinator):
                 role=role,
                 dispatching=self.is_leader,
                 holder=holder,
-                since=_iso(since),
+                since=format_optional(since),
                 lease_ttl=self.config.lease_ttl,
                 renewals=self._renewals,
                 renew_failures=self._renew_failures,
