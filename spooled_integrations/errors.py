@@ -4,7 +4,8 @@
 
     SpooledError
     ├── ConfigurationError (also ValueError)     bad options, settings or subscriptions
-    │   └── SubscriptionError                    every problem of a subscription set at once
+    │   └── SettingsError                        every problem of the settings at once
+    │       └── SubscriptionError                every problem of a subscription set at once
     ├── ProtocolError (also ValueError)          a frame that cannot be understood; skipped
     ├── NotSupportedError                        an operation this transport cannot do
     ├── PublishError                             a target (task/actor) could not be reached
@@ -29,6 +30,7 @@ __all__ = [
     "PublishError",
     "RateLimitError",
     "ServerError",
+    "SettingsError",
     "SpooledConnectionError",
     "SpooledError",
     "SubscriptionError",
@@ -43,14 +45,31 @@ class ConfigurationError(SpooledError, ValueError):
     """Options, settings or subscriptions that cannot work."""
 
 
-class SubscriptionError(ConfigurationError):
-    """A subscription set with one or more problems, all listed in ``problems``."""
+class SettingsError(ConfigurationError):
+    """Settings with one or more problems, all listed in ``problems``.
+
+    The one error type that lists problems: the message is ``N problem(s) in the
+    Spooled <subject>[; <consequence>]:`` and a ``  - problem`` line each. Framework
+    flavours (Celery's ``ImproperlyConfigured``, Dramatiq's ``MiddlewareError``) are
+    subclasses that only add their framework's base class and a ``consequence``.
+    """
+
+    subject = "settings"
+    consequence = ""
 
     def __init__(self, problems: Sequence[str]) -> None:
         self.problems = list(problems)
-        count = len(self.problems)
         lines = "\n".join(f"  - {p}" for p in self.problems)
-        super().__init__(f"{count} problem(s) in the Spooled subscriptions:\n{lines}")
+        after = f"; {self.consequence}" if self.consequence else ""
+        super().__init__(
+            f"{len(self.problems)} problem(s) in the Spooled {self.subject}{after}:\n{lines}"
+        )
+
+
+class SubscriptionError(SettingsError):
+    """A subscription set with one or more problems, all listed in ``problems``."""
+
+    subject = "subscriptions"
 
 
 class ProtocolError(SpooledError, ValueError):

@@ -93,6 +93,17 @@ def wait_until(condition: Callable[[], Any], timeout: float = 10.0, interval: fl
     return bool(condition())
 
 
+def split_at(data: bytes, cuts: list[int]) -> list[bytes]:
+    """``data`` cut at each of ``cuts`` (taken modulo ``len(data) + 1``): a stream in pieces."""
+    points = sorted({c % (len(data) + 1) for c in cuts})
+    pieces, last = [], 0
+    for p in points:
+        pieces.append(data[last:p])
+        last = p
+    pieces.append(data[last:])
+    return pieces
+
+
 def fast_options(emu: Emulator, **overrides: Any) -> ConnectionOptions:
     """Options aimed at ``emu`` with :data:`FAST_RECONNECT`; ``overrides`` win."""
     values: dict[str, Any] = {"base_url": emu.base_url, "api_key": emu.api_key, **FAST_RECONNECT}

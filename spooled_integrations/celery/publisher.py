@@ -9,7 +9,6 @@ waited in the broker longer than the event is worth is discarded by Celery itsel
 
 from __future__ import annotations
 
-import difflib
 import logging
 import time
 from collections.abc import Sequence
@@ -17,6 +16,7 @@ from typing import Any
 
 from celery import Celery
 
+from spooled_integrations._suggest import closest, did_you_mean
 from spooled_integrations.celery.forksafety import fork_gate
 from spooled_integrations.protocol import Event
 from spooled_integrations.runtime.subscriptions import Subscription, position
@@ -64,8 +64,8 @@ def _option_problems(options: dict[str, Any]) -> list[str]:
         if key not in SEND_TASK_OPTIONS:
             hint = _HINTS.get(key)
             if hint is None:
-                close = difflib.get_close_matches(key, sorted(SEND_TASK_OPTIONS), n=1)
-                hint = f"did you mean {close[0]!r}?" if close else "not a send_task option"
+                close = closest(key, SEND_TASK_OPTIONS)
+                hint = f"did you mean {close!r}?" if close else "not a send_task option"
             problems.append(f"options.{key}: unknown Celery option ({hint})")
         elif key in _STRING_OPTIONS and not (isinstance(value, str) and value):
             problems.append(f"options.{key}: must be a non-empty string")
@@ -110,8 +110,7 @@ class CeleryPublisher:
         if task is not None and task not in self.external_tasks:
             registered = self.app.tasks
             if task not in registered:
-                close = difflib.get_close_matches(task, sorted(registered), n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                hint = did_you_mean(task, registered.keys())
                 problems.append(
                     f"task: no task named {task!r} is registered in this app{hint}; "
                     "if only other workers run it, list it in spooled_external_tasks"

@@ -55,7 +55,6 @@ the environment fills in each one left unset: ``SPOOLED_CATCH_UP``,
 
 from __future__ import annotations
 
-import difflib
 import logging
 import math
 import os
@@ -67,11 +66,13 @@ from celery import Celery
 from celery.exceptions import ImproperlyConfigured
 from pydantic import ValidationError
 
-from spooled_integrations._settings import BOOLEAN_SPELLINGS, RUNTIME_ENV, check_runtime_fields
+from spooled_integrations import settings as model
+from spooled_integrations._settings import BOOLEAN_SPELLINGS, check_runtime_fields
+from spooled_integrations._suggest import did_you_mean
 from spooled_integrations.celery.publisher import CeleryPublisher
 from spooled_integrations.celery.taskoptions import task_subscriptions
 from spooled_integrations.client import ConnectionOptions, SubscriptionFilter
-from spooled_integrations.errors import ConfigurationError, SubscriptionError
+from spooled_integrations.errors import ConfigurationError, SettingsError, SubscriptionError
 from spooled_integrations.runtime import SubscriptionSet, load_subscriptions
 from spooled_integrations.runtime.coordination import CoordinationConfig, parse_coordination
 from spooled_integrations.runtime.declared import as_option
@@ -89,55 +90,29 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_SHUTDOWN_TIMEOUT = 10.0
+DEFAULT_SHUTDOWN_TIMEOUT: float = model.SETTINGS["shutdown_timeout"].default
 
-_ENV: dict[str, str] = {
-    "base_url": "SPOOLED_BASE_URL",
-    "ws_url": "SPOOLED_WS_URL",
-    "api_key": "SPOOLED_API_KEY",
-    "token": "SPOOLED_TOKEN",
-}
-"""Connection fields the environment fills in when the config leaves them empty."""
+_MODEL = {s.name: s for s in model.for_framework("celery")}
+_CONNECTION_FIELDS = tuple(name for name, s in _MODEL.items() if s.group == "connection")
+_RUNTIME_FIELDS = tuple(name for name, s in _MODEL.items() if s.group == "runtime")
 
-_CONNECTION_FIELDS = tuple(name for name in ConnectionOptions.model_fields if name != "logger")
-_RUNTIME_FIELDS = tuple(
-    name
-    for name in RuntimeConfig.model_fields
-    # read by their own rules above
-    if name not in ("connection", "transport", "filter", "subscriptions", "coordination")
-)
-_OWN = (
-    "enabled",
-    "transport",
-    "filter",
-    "subscriptions",
-    "external_tasks",
-    "coordination",
-    "shutdown_timeout",
-)
-
-SETTINGS: frozenset[str] = frozenset(
-    f"spooled_{name}" for name in (*_OWN, *_CONNECTION_FIELDS, *_RUNTIME_FIELDS)
-)
+SETTINGS: frozenset[str] = frozenset(s.celery_key for s in _MODEL.values())
 """Every setting this module reads; any other ``spooled_*`` key is reported as a typo."""
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off", ""})
 
 
-class SpooledImproperlyConfigured(ImproperlyConfigured, ConfigurationError):
-    """Celery's ``ImproperlyConfigured`` and this package's ``ConfigurationError`` at once.
+class SpooledImproperlyConfigured(ImproperlyConfigured, SettingsError):
+    """Celery's ``ImproperlyConfigured`` and this package's ``SettingsError`` at once.
 
     ``problems`` lists every problem, each starting with the setting it is about.
     """
 
+    consequence = "the worker was not started"
+
     def __init__(self, problems: Iterable[str]) -> None:
-        self.problems = list(problems)
-        lines = "\n".join(f"  - {p}" for p in self.problems)
-        super().__init__(
-            f"{len(self.problems)} problem(s) in the Spooled settings; "
-            f"the worker was not started:\n{lines}"
-        )
+        SettingsError.__init__(self, list(problems))
 
 
 @dataclass(frozen=True)
@@ -217,11 +192,26 @@ class _Reader:
         self.app = app
         self.env = environ
         self.problems: list[str] = []
+        self.from_env: dict[str, str] = {}  # setting -> the variable its value came from
 
     def get(self, name: str) -> Any:
-        return self.app.conf.get(f"spooled_{name}")
+        """``spooled_<name>``; when it is unset or empty, ``SPOOLED_<NAME>``."""
+        value = self.app.conf.get(f"spooled_{name}")
+        setting = _MODEL.get(name)
+        if (value is None or value == "") and setting is not None:
+            text = self.env.get(setting.env)
+            if text is not None and text.strip():
+                self.from_env[name] = setting.env
+                try:
+                    return setting.from_text(text)
+                except ValueError as exc:
+                    self.problem(name, str(exc))
+                    return None
+        return value
 
     def label(self, name: str) -> str:
+        if name in self.from_env:
+            return self.from_env[name]
         return setting_label(self.app, f"spooled_{name}")
 
     def problem(self, name: str, message: str) -> None:
@@ -272,8 +262,7 @@ def unknown_settings(app: Celery) -> list[str]:
             if lower.startswith(prefix):
                 name = "spooled_" + lower[len(prefix) :]
                 if name not in SETTINGS:
-                    close = difflib.get_close_matches(name, sorted(SETTINGS), n=1, cutoff=0.6)
-                    hint = f" (did you mean {close[0]!r}?)" if close else ""
+                    hint = did_you_mean(name, SETTINGS)
                     problems.append(f"{key}: unknown Spooled setting{hint}")
                 break
     return problems
@@ -283,9 +272,7 @@ def _connection(reader: _Reader) -> ConnectionOptions | None:
     values: dict[str, Any] = {}
     for name in _CONNECTION_FIELDS:
         value = reader.get(name)
-        if (value is None or value == "") and name in _ENV:
-            value = reader.env.get(_ENV[name]) or None
-        if value is not None:
+        if value is not None and value != "":
             values[name] = value
     if not any(values.get(name) for name in ("api_key", "token")):
         reader.problem(
@@ -381,19 +368,13 @@ def _coordination(reader: _Reader) -> CoordinationConfig | None:
 
 
 def _tuning(reader: _Reader) -> dict[str, Any]:
-    """Runtime tuning values, checked by :class:`RuntimeConfig`'s own field rules.
-
-    The environment fills in the fields of :data:`RUNTIME_ENV` the config leaves unset.
-    """
+    """Runtime tuning values, checked by :class:`RuntimeConfig`'s own field rules."""
     values: dict[str, Any] = {}
     labels: dict[str, str] = {}
     for name in _RUNTIME_FIELDS:
-        value, label = reader.get(name), reader.label(name)
-        variable = RUNTIME_ENV.get(name)
-        if variable and (value is None or value == "") and reader.env.get(variable):
-            value, label = reader.env[variable], variable
+        value = reader.get(name)
         if value is not None:
-            values[name], labels[name] = value, label
+            values[name], labels[name] = value, reader.label(name)
     checked, problems = check_runtime_fields(values)
     reader.problems.extend(f"{labels.get(name, 'tuning')}: {message}" for name, message in problems)
     return checked

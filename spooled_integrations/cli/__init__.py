@@ -1,6 +1,8 @@
 """``spooled-integrations`` command line: listen, emulator, check, demo.
 
-Each subcommand lives in its own module and is imported only when it runs.
+Each subcommand lives in its own module. Building the parser imports every one (each
+declares its own arguments); what a subcommand needs beyond the package itself
+(Celery, the emulator and aiohttp) is imported inside its ``run``.
 """
 
 from __future__ import annotations

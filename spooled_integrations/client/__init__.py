@@ -28,6 +28,7 @@ __all__ = [
     "SSEClient",
     "SubscriptionFilter",
     "TokenProvider",
+    "Transport",
     "WebSocketClient",
     "create_client",
 ]

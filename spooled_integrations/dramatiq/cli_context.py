@@ -1,49 +1,78 @@
-"""What the ``dramatiq`` command knows about the current process.
+# mypy: allow-untyped-calls
+# (dramatiq.cli is unannotated.)
+"""The ``dramatiq`` command line of this process, read the way ``dramatiq`` reads it.
 
-Dramatiq passes nothing to fork functions and tells middleware nothing about how the
-worker was started, but both facts sit on the call stack: ``dramatiq.cli.worker_process``
-boots workers and ``dramatiq.cli.fork_process`` calls fork functions with the parsed
-command line (``args.broker``, ``args.modules``) as a local. Reading that frame gives
-exactly what the workers were started with, however ``dramatiq.cli.main`` was invoked
-(the ``dramatiq`` script, ``python -m dramatiq``, django-dramatiq, a wrapper), with
-fork, spawn or forkserver.
+``dramatiq.cli.main()`` parses ``sys.argv`` with the public
+``dramatiq.cli.make_argument_parser()`` (and reloads by re-executing ``sys.argv``), and
+:mod:`multiprocessing` gives every worker and fork process the main process's
+``sys.argv`` (inherited under fork, restored under spawn and forkserver). So a worker or
+fork process finds the broker, modules and paths of its run with the same parser. A
+wrapper that calls ``dramatiq.cli.main(args)`` with arguments of its own leaves no such
+trace: there the fork needs ``SPOOLED_DRAMATIQ_BROKER`` (see :mod:`.fork`).
 """
 
 from __future__ import annotations
 
+import argparse
+import functools
 import sys
-from types import FrameType
-from typing import Any
+from typing import Any, NoReturn
 
-__all__ = ["cli_fork_args", "in_cli_worker_process"]
+import dramatiq
 
-_CLI_MODULE = "dramatiq.cli"
+__all__ = ["cli_args", "is_cli_worker"]
 
-
-def _find_frame(function: str) -> FrameType | None:
-    frame: FrameType | None = sys._getframe(1)
-    while frame is not None:
-        if frame.f_code.co_name == function and frame.f_globals.get("__name__") == _CLI_MODULE:
-            return frame
-        frame = frame.f_back
-    return None
+# Options that make ``dramatiq`` print and exit: a running process never has them.
+_EXITING_OPTIONS = frozenset({"-h", "--help", "--version"})
 
 
-def in_cli_worker_process() -> bool:
-    """True inside a worker process started by the ``dramatiq`` command.
+class _NotACommandLine(Exception):
+    pass
 
-    Call it from a worker boot hook, which runs on the thread that booted the worker.
+
+def _refuse(message: str) -> NoReturn:
+    raise _NotACommandLine(message)
+
+
+def cli_args(argv: list[str] | None = None) -> argparse.Namespace | None:
+    """``argv`` (default ``sys.argv[1:]``) parsed as a ``dramatiq`` command line, or ``None``.
+
+    Never prints, exits or imports anything of the user's.
     """
-    return _find_frame("worker_process") is not None
+    from dramatiq.cli import make_argument_parser
 
-
-def cli_fork_args() -> Any | None:
-    """The ``dramatiq`` command line of this fork process, or ``None`` outside one.
-
-    Call it from the fork function itself (on the main thread of the fork).
-    """
-    frame = _find_frame("fork_process")
-    if frame is None:
+    argv = sys.argv[1:] if argv is None else argv
+    if _EXITING_OPTIONS.intersection(argv):
         return None
-    args = frame.f_locals.get("args")
-    return args if hasattr(args, "broker") else None
+    parser: argparse.ArgumentParser = make_argument_parser()
+    parser.error = _refuse  # type: ignore[method-assign]  # raise instead of print + exit
+    try:
+        args = parser.parse_args(argv)
+    except (_NotACommandLine, SystemExit):
+        return None
+    return args if isinstance(getattr(args, "broker", None), str) else None
+
+
+def is_cli_worker(broker: dramatiq.Broker) -> bool:
+    """True in a worker process of a ``dramatiq`` run whose command line names ``broker``.
+
+    Only modules this process already imported are looked at (a worker imported its
+    broker before it booted), so a command line of some other program imports nothing.
+    """
+    args = cli_args()
+    if args is None:
+        return False
+    module_name, _, attribute = str(args.broker).partition(":")
+    module = sys.modules.get(module_name)
+    if module is None:
+        return False
+    found: Any = None
+    if attribute:
+        try:
+            found = functools.reduce(getattr, attribute.split("."), module)
+        except AttributeError:
+            return False
+    if isinstance(found, dramatiq.Broker):
+        return found is broker
+    # ``module`` or ``module:setup_function``: dramatiq then uses the global broker.
+    return dramatiq.get_broker() is broker

@@ -5,10 +5,11 @@
 The ``dramatiq`` command forks it from its main process after the workers booted
 (``SpooledMiddleware.forks``). The main process never imported the user's broker, and
 a fork function gets no arguments, so this process imports the broker and the actor
-modules itself, from the command line it was started with (see :mod:`.cli_context`);
-``SPOOLED_DRAMATIQ_BROKER=module:broker`` overrides that. It then runs the middleware's
+modules itself, from the ``dramatiq`` command line in its ``sys.argv`` (see
+:mod:`.cli_context`); ``SPOOLED_DRAMATIQ_BROKER=module:broker`` overrides the broker.
+It serves the broker's middleware whose ``forks`` asked for this function, running its
 runtime until SIGTERM, SIGINT or SIGHUP, or until the ``dramatiq`` main process is gone,
-and stops within the middleware's ``stop_timeout`` plus a small grace period, whatever
+and stops within the middleware's ``shutdown_timeout`` plus a small grace period, whatever
 the connection is doing (a watchdog ends the process if stopping hangs).
 
 The ``dramatiq`` main process does not restart a fork that dies; this one catches and
@@ -26,18 +27,16 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import Any, Protocol, cast
 
 import dramatiq
 
-from spooled_integrations.dramatiq.cli_context import cli_fork_args
+from spooled_integrations.dramatiq.cli_context import cli_args
 from spooled_integrations.dramatiq.listener_lock import ListenerLock
 
-if TYPE_CHECKING:
-    from spooled_integrations.dramatiq.middleware import SpooledMiddleware
-
-__all__ = ["BROKER_VARIABLE", "serve", "spooled_listener"]
+__all__ = ["BROKER_VARIABLE", "Listener", "serve", "spooled_listener"]
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +47,26 @@ _WATCHDOG_GRACE = 5.0
 _STOP_SIGNALS = tuple(
     getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGHUP") if hasattr(signal, name)
 )
+
+
+class _ShutdownTimeout(Protocol):
+    @property
+    def shutdown_timeout(self) -> float: ...
+
+
+class Listener(Protocol):
+    """What this process runs: a ``SpooledMiddleware`` (kept abstract so that the
+    middleware module, which names this module's fork function, is not imported here)."""
+
+    @property
+    def settings(self) -> _ShutdownTimeout: ...
+
+    @property
+    def forks(self) -> list[Callable[[], int]]: ...
+
+    def start(self, broker: dramatiq.Broker) -> object: ...
+
+    def stop(self) -> object: ...
 
 
 def spooled_listener() -> int:
@@ -74,7 +93,7 @@ def spooled_listener() -> int:
     return serve(middleware, broker)
 
 
-def serve(middleware: SpooledMiddleware, broker: dramatiq.Broker) -> int:
+def serve(middleware: Listener, broker: dramatiq.Broker) -> int:
     """Run ``middleware``'s listener on this (main) thread until told to stop."""
     stop = threading.Event()
 
@@ -101,7 +120,7 @@ def serve(middleware: SpooledMiddleware, broker: dramatiq.Broker) -> int:
         if os.getppid() != parent:
             logger.warning("Spooled listener: the dramatiq main process is gone, stopping")
             break
-    _start_watchdog(middleware.settings.stop_timeout + _WATCHDOG_GRACE)
+    _start_watchdog(middleware.settings.shutdown_timeout + _WATCHDOG_GRACE)
     lock.retire()  # a clean stop: no worker takes over
     try:
         middleware.stop()
@@ -116,12 +135,12 @@ def serve(middleware: SpooledMiddleware, broker: dramatiq.Broker) -> int:
 def _load_broker() -> dramatiq.Broker:
     from dramatiq.cli import import_broker
 
-    args = cli_fork_args()
+    args = cli_args()
     override = os.environ.get(BROKER_VARIABLE, "").strip()
     broker_path: str | None = override or getattr(args, "broker", None)
     if not broker_path:
         raise RuntimeError(
-            f"not started by the dramatiq command and {BROKER_VARIABLE} is not set; "
+            f"sys.argv is not a dramatiq command line and {BROKER_VARIABLE} is not set; "
             "cannot tell which broker to use"
         )
     modules: list[str] = list(getattr(args, "modules", None) or [])
@@ -135,12 +154,12 @@ def _load_broker() -> dramatiq.Broker:
     return broker  # type: ignore[no-any-return]
 
 
-def _find_middleware(broker: dramatiq.Broker) -> SpooledMiddleware | None:
-    from spooled_integrations.dramatiq.middleware import SpooledMiddleware
-
+def _find_middleware(broker: dramatiq.Broker) -> Listener | None:
+    """The middleware that asked for this fork (``spooled_listener in middleware.forks``)."""
     for middleware in broker.middleware:
-        if isinstance(middleware, SpooledMiddleware):
-            return middleware
+        forks: Any = getattr(middleware, "forks", ())
+        if spooled_listener in forks:
+            return cast(Listener, middleware)
     return None
 
 

@@ -7,7 +7,7 @@
 * ``forks`` (mode ``"fork"``) asks the ``dramatiq`` command for one listener process;
   ``after_worker_boot`` starts a listener in the worker process itself in mode
   ``"every_process"``, or when no ``dramatiq`` command runs the worker.
-* ``before_worker_shutdown`` stops it within ``stop_timeout`` seconds.
+* ``before_worker_shutdown`` stops it within ``shutdown_timeout`` seconds.
 """
 
 from __future__ import annotations
@@ -22,12 +22,12 @@ import dramatiq
 from dramatiq.middleware import Middleware, MiddlewareError
 
 from spooled_integrations.dramatiq.actors import ACTOR_OPTIONS, actor_subscriptions
-from spooled_integrations.dramatiq.cli_context import in_cli_worker_process
+from spooled_integrations.dramatiq.cli_context import is_cli_worker
 from spooled_integrations.dramatiq.fork import spooled_listener
 from spooled_integrations.dramatiq.listener_lock import ListenerLock, ListenerWatch
 from spooled_integrations.dramatiq.publisher import DramatiqPublisher
 from spooled_integrations.dramatiq.settings import DramatiqSettings, resolve_settings
-from spooled_integrations.errors import ConfigurationError, SubscriptionError
+from spooled_integrations.errors import ConfigurationError, SettingsError, SubscriptionError
 from spooled_integrations.runtime import (
     DrainReport,
     RuntimeConfig,
@@ -42,19 +42,17 @@ __all__ = ["SpooledBootError", "SpooledMiddleware"]
 logger = logging.getLogger(__name__)
 
 
-class SpooledBootError(ConfigurationError, MiddlewareError):
+class SpooledBootError(SettingsError, MiddlewareError):
     """The Spooled listener cannot run as configured; ``problems`` lists every reason.
 
     A :class:`~dramatiq.middleware.MiddlewareError`, so Dramatiq does not swallow it in
     ``before_worker_boot``: the worker process exits and ``dramatiq`` shuts down.
     """
 
+    consequence = "the Spooled listener refused to boot"
+
     def __init__(self, problems: Sequence[str]) -> None:
-        self.problems = list(problems)
-        lines = "\n".join(f"  - {p}" for p in self.problems)
-        super().__init__(
-            f"Spooled listener refused to boot ({len(self.problems)} problem(s)):\n{lines}"
-        )
+        SettingsError.__init__(self, problems)
 
 
 class SpooledMiddleware(Middleware):  # type: ignore[misc,unused-ignore]  # untyped before 2.0
@@ -66,52 +64,11 @@ class SpooledMiddleware(Middleware):  # type: ignore[misc,unused-ignore]  # unty
     to the broker before declaring actors that use ``spooled_*`` options.
     """
 
-    def __init__(
-        self,
-        settings: Any = None,
-        *,
-        enabled: bool | None = None,
-        mode: str | None = None,
-        subscriptions: Any = None,
-        connection: Any = None,
-        api_key: str | None = None,
-        token: str | None = None,
-        base_url: str | None = None,
-        ws_url: str | None = None,
-        transport: str | None = None,
-        filter: Any = None,
-        coordination: Any = None,
-        stop_timeout: float | None = None,
-        runtime: dict[str, Any] | None = None,
-        catch_up: bool | None = None,
-        catch_up_max_age: float | None = None,
-        catch_up_poll: str | None = None,
-        catch_up_interval: float | None = None,
-        catch_up_max_requests: int | None = None,
-        checkpoint: str | None = None,
-    ) -> None:
-        self.settings: DramatiqSettings = resolve_settings(
-            settings,
-            enabled=enabled,
-            mode=mode,
-            subscriptions=subscriptions,
-            connection=connection,
-            api_key=api_key,
-            token=token,
-            base_url=base_url,
-            ws_url=ws_url,
-            transport=transport,
-            filter=filter,
-            coordination=coordination,
-            stop_timeout=stop_timeout,
-            runtime=runtime,
-            catch_up=catch_up,
-            catch_up_max_age=catch_up_max_age,
-            catch_up_poll=catch_up_poll,
-            catch_up_interval=catch_up_interval,
-            catch_up_max_requests=catch_up_max_requests,
-            checkpoint=checkpoint,
-        )
+    def __init__(self, settings: Any = None, **options: Any) -> None:
+        """``options``: any setting of :mod:`spooled_integrations.settings` by name
+        (``api_key=``, ``shutdown_timeout=``, ``queue_size=``...), plus the grouped
+        ``connection=`` and ``runtime=``; see :mod:`.settings`."""
+        self.settings: DramatiqSettings = resolve_settings(settings, **options)
         self._lock = threading.Lock()
         self._runtime: SpooledRuntime | None = None
         self._prepared: SpooledRuntime | None = None
@@ -149,7 +106,7 @@ class SpooledMiddleware(Middleware):  # type: ignore[misc,unused-ignore]  # unty
             return
         with self._lock:
             prepared, self._prepared = self._prepared, None
-        if self.settings.mode == "fork" and in_cli_worker_process():
+        if self.settings.mode == "fork" and is_cli_worker(broker):
             logger.debug("Spooled listener runs in the dramatiq fork process, not here")
             self._watch_listener(broker)
             return
@@ -224,13 +181,13 @@ class SpooledMiddleware(Middleware):  # type: ignore[misc,unused-ignore]  # unty
         return runtime
 
     def stop(self, timeout: float | None = None) -> DrainReport | None:
-        """Stop this process's listener within ``timeout`` (default ``stop_timeout``) s."""
+        """Stop this process's listener within ``timeout`` (default ``shutdown_timeout``) s."""
         with self._lock:
             runtime, self._runtime = self._runtime, None
             self._prepared = None
             if runtime is None or self._owner_pid != os.getpid():
                 return None  # nothing started here (a copy inherited through fork has no threads)
-        limit = self.settings.stop_timeout if timeout is None else timeout
+        limit = self.settings.shutdown_timeout if timeout is None else timeout
         report = runtime.stop(limit)
         if report.left or report.timed_out:
             logger.warning(

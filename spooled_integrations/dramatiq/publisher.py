@@ -20,7 +20,6 @@ so a worker skips a message whose event became stale in the queue.
 
 from __future__ import annotations
 
-import difflib
 import logging
 import math
 import time
@@ -31,6 +30,7 @@ import dramatiq
 from dramatiq import Message
 from dramatiq.common import q_name
 
+from spooled_integrations._suggest import did_you_mean
 from spooled_integrations.errors import PublishError
 from spooled_integrations.protocol import Event
 from spooled_integrations.runtime import Subscription
@@ -200,5 +200,4 @@ def _remaining_ms(max_age: float, event: Event) -> int:
 
 
 def _suggest(name: str, known: set[str]) -> str:
-    close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+    return did_you_mean(name, known)

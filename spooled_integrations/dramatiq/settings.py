@@ -1,35 +1,19 @@
-"""Settings of the Dramatiq integration, from the environment, a settings source and arguments.
+"""Settings of the Dramatiq integration: arguments, a settings source, the environment.
 
 ``SpooledMiddleware()`` must work with no arguments (django-dramatiq instantiates the
-classes named in ``DRAMATIQ_BROKER["MIDDLEWARE"]``), so every setting has a
-``SPOOLED_*`` variable. Layers, later ones winning: environment, then a settings
-source (a :class:`DramatiqSettings`, a mapping, or an object with ``SPOOLED_*``
-attributes such as ``django.conf.settings``), then explicit arguments.
+classes named in ``DRAMATIQ_BROKER["MIDDLEWARE"]``), so every setting of the one model
+(:mod:`spooled_integrations.settings`) has a ``SPOOLED_<NAME>`` variable. Layers, later
+ones winning: environment, then a settings source (a :class:`DramatiqSettings`, a
+mapping of names or ``SPOOLED_*`` names, or an object with ``SPOOLED_*`` attributes
+such as ``django.conf.settings``), then keyword arguments (``<name>=``).
 
-========================  ============================  ==============================
-setting                   variable / attribute          meaning
-========================  ============================  ==============================
-``enabled``               ``SPOOLED_ENABLED``           ``false`` turns the listener off
-``mode``                  ``SPOOLED_DRAMATIQ_MODE``     ``fork`` or ``every_process``
-``transport``             ``SPOOLED_TRANSPORT``         ``ws`` or ``sse``
-``subscriptions``         ``SPOOLED_SUBSCRIPTIONS``     list, or a ``.toml``/``.yaml`` path
-``stop_timeout``          ``SPOOLED_STOP_TIMEOUT``      seconds the listener may take to stop
-``coordination``          ``SPOOLED_COORDINATION``      fleet coordination [1]_
-``catch_up`` ...          ``SPOOLED_CATCH_UP`` ...      catch-up [2]_
-``api_key`` ...           ``SPOOLED_API_KEY`` ...       connection (``ConnectionOptions``)
-========================  ============================  ==============================
+Two grouped forms stay: ``connection=`` (a ``ConnectionOptions`` or a mapping of its
+fields) and ``runtime=`` (a mapping of runtime fields). A field given on its own wins
+over the same field in the group; a variable counts only when neither gives it; a
+``ConnectionOptions`` object given whole is used without the environment.
 
-.. [1] Of ``delivery="once"`` subscriptions: a
-   :class:`~spooled_integrations.runtime.coordination.CoordinationConfig`, a mapping of
-   its fields, JSON text, or ``lease`` / ``claim`` optionally followed by ``:<redis url>``
-   (``SPOOLED_COORDINATION=claim:redis://redis:6379/1``).
-.. [2] The :class:`~spooled_integrations.runtime.RuntimeConfig` fields ``catch_up``,
-   ``catch_up_max_age``, ``catch_up_poll``, ``catch_up_interval``,
-   ``catch_up_max_requests`` and ``checkpoint`` (variables ``SPOOLED_CATCH_UP``,
-   ``SPOOLED_CATCH_UP_MAX_AGE``, ``SPOOLED_CATCH_UP_POLL``, ``SPOOLED_CATCH_UP_INTERVAL``,
-   ``SPOOLED_CATCH_UP_MAX_REQUESTS``, ``SPOOLED_CHECKPOINT``). Each may also be given
-   in ``runtime``; a top-level setting wins over that, and the variable counts only
-   when neither gives it. They end up in :attr:`DramatiqSettings.runtime`.
+``stop_timeout`` (``SPOOLED_STOP_TIMEOUT``) is the deprecated name of
+``shutdown_timeout``; it works for one more release and logs a warning.
 
 Nothing here needs credentials: a web process that imports the broker module only to
 send messages must not fail for a listener it never runs. Credentials are checked when
@@ -42,46 +26,33 @@ import os
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from spooled_integrations._settings import RUNTIME_ENV, check_runtime_fields
+from spooled_integrations import settings as model
+from spooled_integrations._redact import redact
+from spooled_integrations._settings import check_runtime_fields
+from spooled_integrations._suggest import did_you_mean
 from spooled_integrations.client import ConnectionOptions, SubscriptionFilter
-from spooled_integrations.errors import ConfigurationError
-from spooled_integrations.runtime import RuntimeConfig
+from spooled_integrations.errors import SettingsError
 from spooled_integrations.runtime.coordination import CoordinationField
 
 __all__ = ["DramatiqSettings", "Mode", "resolve_settings"]
 
 Mode = Literal["fork", "every_process"]
 
-# Settings with an environment variable of their own; the connection's variables are
-# read by ConnectionOptions.from_env.
-_ENV_VARS = {
-    "enabled": "SPOOLED_ENABLED",
-    "mode": "SPOOLED_DRAMATIQ_MODE",
-    "transport": "SPOOLED_TRANSPORT",
-    "subscriptions": "SPOOLED_SUBSCRIPTIONS",
-    "stop_timeout": "SPOOLED_STOP_TIMEOUT",
-    "coordination": "SPOOLED_COORDINATION",
+_MODEL = {s.name: s for s in model.for_framework("dramatiq")}
+_CONNECTION_FIELDS = frozenset(n for n, s in _MODEL.items() if s.group == "connection")
+_RUNTIME_FIELDS = frozenset(n for n, s in _MODEL.items() if s.group == "runtime")
+_GROUPS = ("connection", "runtime")
+_DEPRECATED = {d.old: d for d in model.DEPRECATED.values() if d.new in _MODEL}
+# Every name a mapping or an argument may use, and every attribute a source may have.
+_ARGUMENTS = frozenset({*_MODEL, *_GROUPS, *_DEPRECATED})
+_BY_VARIABLE = {
+    **model.by_variable("dramatiq"),
+    **{f"SPOOLED_{group.upper()}": group for group in _GROUPS},
 }
-_CONNECTION_VARS = {
-    "api_key": "SPOOLED_API_KEY",
-    "token": "SPOOLED_TOKEN",
-    "base_url": "SPOOLED_BASE_URL",
-    "ws_url": "SPOOLED_WS_URL",
-}
-# Settings without a variable (structured values), still readable as SPOOLED_<NAME>.
-_STRUCTURED = ("connection", "filter", "runtime")
-_ALL_NAMES = {
-    **_ENV_VARS,
-    **_CONNECTION_VARS,
-    **RUNTIME_ENV,  # runtime fields with a variable: moved into ``runtime``
-    **{k: f"SPOOLED_{k.upper()}" for k in _STRUCTURED},
-}
-_BY_VARIABLE = {variable: name for name, variable in _ALL_NAMES.items()}
-# RuntimeConfig fields this module fills itself; the rest may go in ``runtime``.
-_RUNTIME_OWN = frozenset({"connection", "transport", "filter", "subscriptions"})
-_RUNTIME_FIELDS = frozenset(RuntimeConfig.model_fields) - _RUNTIME_OWN
+_ALL_NAMES = {name: variable for variable, name in _BY_VARIABLE.items()}
+"""Every setting name and its ``SPOOLED_*`` variable / attribute (old ones included)."""
 
 
 class DramatiqSettings(BaseModel):
@@ -89,22 +60,34 @@ class DramatiqSettings(BaseModel):
 
     ``subscriptions`` is kept as given and loaded when a worker boots, so every problem
     (together with the actors' ``spooled_*`` options) is reported at once, there.
-    ``runtime`` passes further :class:`~spooled_integrations.runtime.RuntimeConfig`
-    fields (``queue_size``, ``max_age``, ``publish_attempts``, the catch-up ones...).
+    ``runtime`` holds the :class:`~spooled_integrations.runtime.RuntimeConfig` tuning
+    fields given (``queue_size``, ``max_age``, ``publish_attempts``, the catch-up ones...).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
 
     enabled: bool = True
-    mode: Mode = "fork"
+    mode: Mode = model.SETTINGS["mode"].default
     connection: ConnectionOptions = Field(default_factory=ConnectionOptions.from_env)
-    transport: Literal["ws", "sse"] = "ws"
+    transport: Literal["ws", "sse"] = model.SETTINGS["transport"].default
     subscriptions: Any = None
     filter: SubscriptionFilter | None = None
     coordination: CoordinationField = None
     """Fleet coordination of ``delivery="once"`` subscriptions (see the module doc)."""
-    stop_timeout: float = Field(default=5.0, gt=0)
+    shutdown_timeout: float = Field(default=model.SETTINGS["shutdown_timeout"].default, gt=0)
     runtime: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_names(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and any(old in data for old in _DEPRECATED):
+            data = dict(data)
+            for old, entry in _DEPRECATED.items():
+                if old in data:
+                    model.warn_deprecated(old, entry.new)
+                    value = data.pop(old)
+                    data.setdefault(entry.new, value)
+        return data
 
     @field_validator("runtime")
     @classmethod
@@ -112,10 +95,16 @@ class DramatiqSettings(BaseModel):
         unknown = sorted(set(value) - _RUNTIME_FIELDS)
         if unknown:
             raise ValueError(
-                f"unknown runtime option(s) {', '.join(unknown)}; "
+                f"unknown runtime option(s) {', '.join(unknown)}"
+                f"{did_you_mean(unknown[0], _RUNTIME_FIELDS)}; "
                 f"known: {', '.join(sorted(_RUNTIME_FIELDS))}"
             )
         return value
+
+    @property
+    def stop_timeout(self) -> float:
+        """Deprecated name of :attr:`shutdown_timeout` (kept for one release)."""
+        return self.shutdown_timeout
 
     def connection_problems(self) -> list[str]:
         """What stops this configuration from ever connecting (checked at worker boot)."""
@@ -128,30 +117,67 @@ class DramatiqSettings(BaseModel):
         ]
 
 
+class _Layers:
+    """Values by setting with where each came from; environment values kept apart."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, Any] = {}
+        self.origins: dict[str, str] = {}
+        self.env: dict[str, Any] = {}  # connection and runtime fields from variables
+        self.problems: list[str] = []
+
+    def put(self, name: str, value: Any, origin: str, *, from_env: bool = False) -> None:
+        if name in _DEPRECATED:
+            new = _DEPRECATED[name].new
+            model.warn_deprecated(name, new, where=origin)
+            if (
+                new in self.origins
+                and self.origins[new].split(" ", 1)[-1] == origin.split(" ", 1)[-1]
+            ):
+                return  # the new name given in the same layer wins
+            name = new
+        if from_env and name in (_CONNECTION_FIELDS | _RUNTIME_FIELDS):
+            self.env[name] = value
+        else:
+            self.values[name] = value
+        self.origins[name] = origin
+
+
 def resolve_settings(
     source: Any = None, *, environ: Mapping[str, str] | None = None, **explicit: Any
 ) -> DramatiqSettings:
     """Merge environment, ``source`` and ``explicit`` (``None`` values mean "not given").
 
-    Raises :class:`ConfigurationError` naming the variable, key or argument at fault.
+    Raises :class:`~spooled_integrations.errors.SettingsError` listing every problem,
+    each naming the variable, key or argument at fault; an unknown argument is a
+    :class:`TypeError`, as for any function.
     """
+    for name in explicit:
+        if name not in _ARGUMENTS:
+            raise TypeError(
+                f"unknown Spooled Dramatiq setting {name!r}{did_you_mean(name, _ARGUMENTS)}"
+            )
     env = os.environ if environ is None else environ
-    values: dict[str, Any] = {}
-    origins: dict[str, str] = {}
+    layers = _Layers()
     if not isinstance(source, DramatiqSettings):
-        for name, variable in _ENV_VARS.items():
-            if env.get(variable):
-                values[name] = env[variable]
-                origins[name] = f"{variable} (environment)"
-    for name, (value, origin) in _read_source(source).items():
-        values[name], origins[name] = value, origin
+        for variable, name in _BY_VARIABLE.items():
+            text = env.get(variable)
+            if name in _GROUPS or text is None or not text.strip():
+                continue
+            setting = _MODEL[_DEPRECATED[name].new if name in _DEPRECATED else name]
+            try:
+                value = setting.from_text(text)
+            except ValueError as exc:
+                layers.problems.append(f"{variable} (environment): {exc}")
+                continue
+            layers.put(name, value, f"{variable} (environment)", from_env=True)
+    _read_source(source, layers)
     for name, value in explicit.items():
-        if name not in _ALL_NAMES:
-            raise TypeError(f"unknown Spooled Dramatiq setting {name!r}")
         if value is not None:
-            values[name], origins[name] = value, f"{name}= (argument)"
-    values["connection"] = _connection(values, origins, env)
-    problems = _runtime(values, origins, {} if isinstance(source, DramatiqSettings) else env)
+            layers.put(name, value, f"{name}= (argument)")
+    values, origins, problems = layers.values, layers.origins, layers.problems
+    values["connection"] = _connection(layers)
+    problems.extend(_runtime(layers))
     settings: DramatiqSettings | None = None
     try:
         settings = DramatiqSettings(**values)
@@ -159,30 +185,31 @@ def resolve_settings(
         for error in exc.errors(include_url=False):
             field = str(error["loc"][0]) if error["loc"] else ""
             where = origins.get(field, field or "settings")
-            problems.append(f"{where}: {error['msg']}")
+            problems.append(f"{where}: {redact(error['msg'])}")
     if settings is None or problems:
-        raise ConfigurationError("invalid Spooled Dramatiq settings: " + "; ".join(problems))
+        raise SettingsError(problems)
     return settings
 
 
-def _runtime(values: dict[str, Any], origins: dict[str, str], env: Mapping[str, str]) -> list[str]:
-    """Move the runtime fields of :data:`RUNTIME_ENV` into ``values["runtime"]``, checked.
+def _runtime(layers: _Layers) -> list[str]:
+    """Gather the runtime fields into ``values["runtime"]``, checked by their own rules.
 
-    A top-level value wins over the same key in ``runtime``; the variable counts only
-    when neither gives one. Returns the problems, each naming where its value came from.
+    A field given on its own wins over the same key in ``runtime``; a variable counts
+    only when neither gives one. Returns the problems, each naming its origin.
     """
+    values, origins = layers.values, layers.origins
     given = values.get("runtime")
     if given is not None and not isinstance(given, Mapping):
-        for name in RUNTIME_ENV:
+        for name in _RUNTIME_FIELDS:
             values.pop(name, None)
         return []  # DramatiqSettings reports the type of ``runtime``
     runtime = dict(given or {})
     where = {name: f"{origins['runtime']}[{name!r}]" for name in runtime}
-    for name, variable in RUNTIME_ENV.items():
+    for name in _RUNTIME_FIELDS:
         if name in values:
             runtime[name], where[name] = values.pop(name), origins[name]
-        elif name not in runtime and env.get(variable):
-            runtime[name], where[name] = env[variable], f"{variable} (environment)"
+        elif name not in runtime and name in layers.env:
+            runtime[name], where[name] = layers.env[name], origins[name]
     checked, problems = check_runtime_fields(
         {name: value for name, value in runtime.items() if name in _RUNTIME_FIELDS}
     )
@@ -190,55 +217,67 @@ def _runtime(values: dict[str, Any], origins: dict[str, str], env: Mapping[str, 
     return [f"{where.get(name, 'runtime')}: {message}" for name, message in problems]
 
 
-def _read_source(source: Any) -> dict[str, tuple[Any, str]]:
-    """``{setting: (value, origin)}`` from a settings object, mapping or attribute holder."""
+def _read_source(source: Any, layers: _Layers) -> None:
+    """Put the settings of a settings object, mapping or attribute holder in ``layers``."""
     if source is None:
-        return {}
+        return
     if isinstance(source, DramatiqSettings):
-        return {
-            name: (getattr(source, name), f"settings.{name}")
-            for name in DramatiqSettings.model_fields
-        }
-    found: dict[str, tuple[Any, str]] = {}
+        for name in DramatiqSettings.model_fields:
+            layers.put(name, getattr(source, name), f"settings.{name}")
+        return
     if isinstance(source, Mapping):
-        unknown = []
+        unknown: list[str] = []
         for key, value in source.items():
-            name = key if key in _ALL_NAMES else _BY_VARIABLE.get(str(key))
-            if name is None:
+            found = key if key in _ARGUMENTS else _BY_VARIABLE.get(str(key))
+            if found is None:
                 unknown.append(str(key))
             elif value is not None:
-                found[name] = (value, f"settings[{key!r}]")
-        if unknown:
-            known = ", ".join(sorted(_ALL_NAMES))
-            raise ConfigurationError(
-                f"unknown Spooled Dramatiq setting(s) {', '.join(sorted(unknown))}; known: "
-                f"{known} (or their SPOOLED_* names)"
-            )
-        return found
-    for name, variable in _ALL_NAMES.items():
+                layers.put(found, value, f"settings[{key!r}]")
+        for key in sorted(unknown):
+            hint = did_you_mean(key, _ARGUMENTS) or did_you_mean(key, _BY_VARIABLE)
+            layers.problems.append(f"settings[{key!r}]: unknown Spooled Dramatiq setting{hint}")
+        return
+    for variable, name in _BY_VARIABLE.items():
         value = getattr(source, variable, None)
         if value is not None:
-            found[name] = (value, f"settings.{variable}")
-    return found
+            layers.put(name, value, f"settings.{variable}")
 
 
-def _connection(
-    values: dict[str, Any], origins: dict[str, str], env: Mapping[str, str]
-) -> ConnectionOptions:
-    """One ``ConnectionOptions``: a given object wins; else env plus the given fields."""
-    fields = {name: values.pop(name) for name in list(_CONNECTION_VARS) if name in values}
+def _connection(layers: _Layers) -> ConnectionOptions | None:
+    """One ``ConnectionOptions``: a given object plus the fields given on their own;
+    otherwise the environment, then a given mapping, then the fields given on their own."""
+    values, origins = layers.values, layers.origins
+    fields = {name: values.pop(name) for name in list(values) if name in _CONNECTION_FIELDS}
     given = values.pop("connection", None)
+    if isinstance(given, ConnectionOptions):
+        if not fields:
+            return given
+        merged: dict[str, Any] = {
+            name: getattr(given, name) for name in ConnectionOptions.model_fields
+        }
+    elif given is None or isinstance(given, Mapping):
+        env_fields = {n: v for n, v in layers.env.items() if n in _CONNECTION_FIELDS}
+        merged = {**env_fields, **dict(given or {})}
+        where = origins.get("connection", "connection")
+        origins.update({name: f"{where}[{name!r}]" for name in dict(given or {})})
+    else:
+        layers.problems.append(
+            f"{origins.get('connection', 'connection')}: expected ConnectionOptions or a "
+            f"mapping, got {type(given).__name__}"
+        )
+        return None
     try:
-        if isinstance(given, ConnectionOptions):
-            if not fields:
-                return given
-            merged = {name: getattr(given, name) for name in ConnectionOptions.model_fields}
-            return ConnectionOptions(**{**merged, **fields})
-        if given is not None and not isinstance(given, Mapping):
-            raise ConfigurationError(
-                f"{origins.get('connection', 'connection')}: expected ConnectionOptions or a "
-                f"mapping, got {type(given).__name__}"
-            )
-        return ConnectionOptions.from_env(env, **{**dict(given or {}), **fields})
+        return ConnectionOptions(**{**merged, **fields})
     except (ValidationError, TypeError) as exc:
-        raise ConfigurationError(f"invalid Spooled connection options: {exc}") from None
+        if isinstance(exc, TypeError):
+            layers.problems.append(f"connection: {redact(str(exc))}")
+            return None
+        for error in exc.errors(include_url=False, include_input=False):
+            message = error["msg"].removeprefix("Value error, ")
+            loc = error["loc"]
+            field = str(loc[0]) if loc else message.split(" ", 1)[0]
+            where = origins.get(field, "connection")
+            if error["type"] == "extra_forbidden":
+                message = f"unknown connection option{did_you_mean(field, _CONNECTION_FIELDS)}"
+            layers.problems.append(f"{where}: {message}")
+    return None

@@ -2,9 +2,9 @@
 
 The SSE client reads the socket in large chunks and unframes the body here: the
 backend sends every event as its own HTTP chunk, and a general HTTP client pays for
-each chunk separately (about 5 us per event through httpcore and h11, more than
-everything else done per event; see ``bench/stream.py``), while one pass over a whole
-read costs a fraction of that.
+each chunk separately (through httpcore and h11 that is more than everything else done
+per event; see ``bench/README.md``), while one pass over a whole read costs a fraction
+of that.
 """
 
 from __future__ import annotations
@@ -112,8 +112,7 @@ def _whole_chunks(buf: bytes) -> tuple[bytes, int]:
     (its part is shorter than its size), so what passes is exactly what reading chunk by
     chunk gives. Anything else (extensions, CRLF in data, the last chunk, bad framing)
     gives ``(b"", 0)``: the caller reads step by step. C calls over the whole read
-    instead of a turn of a loop per chunk (the backend sends one per event): 0.61 ->
-    0.38 us per chunk.
+    instead of a turn of a loop per chunk (the backend sends one per event).
     """
     parts = buf.split(b"\r\n")
     count = (len(parts) - 1) // 2  # (size line, data) pairs followed by a CRLF

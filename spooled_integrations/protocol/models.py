@@ -18,24 +18,13 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict
 
 from spooled_integrations.protocol import _json
 from spooled_integrations.protocol.timestamps import parse_timestamp
-from spooled_integrations.protocol.vocabulary import EventType, resolve
+from spooled_integrations.protocol.vocabulary import LIFECYCLE_TYPES, EventType, resolve
 
 __all__ = ["CATCH_UP", "Event", "JobEvent", "QueueEvent", "WorkerEvent"]
 
 CATCH_UP = "catch_up"
 """``Event.derived_from`` of an event recovered from the job list after a stream gap."""
 
-_LIFECYCLE_NAMES = frozenset(
-    member.value
-    for member in (
-        EventType.JOB_CREATED,
-        EventType.JOB_STARTED,
-        EventType.JOB_COMPLETED,
-        EventType.JOB_FAILED,
-        EventType.JOB_RETRYING,
-        EventType.JOB_CANCELLED,
-    )
-)
 _JOB_STATUS = EventType.JOB_STATUS.value
 
 
@@ -142,7 +131,7 @@ class Event:
         data = self.data
         job_id = data.get("job_id")
         if isinstance(job_id, str):
-            if self.type in _LIFECYCLE_NAMES:
+            if self.type in LIFECYCLE_TYPES:
                 base = f"{self.type}:{job_id}"
                 retry = data.get("retry_count")
                 if isinstance(retry, int) and not isinstance(retry, bool):

@@ -3,7 +3,7 @@
 Ours rather than httpx-sse's: httpx-sse decodes ``str`` lines, so it needs a text
 decoder in front and keeps its decoder in a private module; this one splits raw bytes
 (line ends are ASCII, so a chunk that ends inside a UTF-8 character or between CR and
-LF is simply carried over) and measured about 1.5x faster in ``bench/sse_decoder.py``.
+LF is simply carried over), which measured faster (``bench/sse_decoder.py``).
 """
 
 from __future__ import annotations
@@ -114,8 +114,8 @@ class SSEDecoder:
         (``event: <name>``, ``data: <one line>``, blank line); how many lines that took.
 
         What this returns is what the line-by-line rules give for the same lines; it
-        is only faster (whole-list checks and slices instead of a turn per line: about
-        0.3 us less per event). Anything else (comments, ``id:``, several data lines,
+        is only faster (whole-list checks and slices instead of a turn per line).
+        Anything else (comments, ``id:``, several data lines,
         an event over the limit) returns 0 and takes the general path.
         """
         full = len(lines) - len(lines) % 3

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta, timezone
+from typing import overload
 
-__all__ = ["format_timestamp", "parse_timestamp"]
+__all__ = ["format_optional", "format_timestamp", "parse_timestamp"]
 
 _RFC3339 = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?"
@@ -19,7 +20,7 @@ _RFC3339 = re.compile(
 
 
 # The backend's own form (UTC, ``Z``): checked here, built by the C ``fromisoformat``
-# in the one shape every Python from 3.10 reads; 3x faster than the general path.
+# in the one shape every Python from 3.10 reads; much faster than the general path.
 _BACKEND = re.compile(r"\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d:\d\d(?:\.(\d{1,9}))?[Zz]\Z", re.ASCII)
 
 
@@ -61,3 +62,21 @@ def format_timestamp(moment: datetime) -> str:
     if micros % 1000 == 0:
         return f"{base}.{micros // 1000:03d}Z"
     return f"{base}.{micros:06d}Z"
+
+
+@overload
+def format_optional(moment: None) -> None: ...
+@overload
+def format_optional(moment: datetime | float) -> str: ...
+@overload
+def format_optional(moment: datetime | float | None) -> str | None: ...
+
+
+def format_optional(moment: datetime | float | None) -> str | None:
+    """:func:`format_timestamp` of a datetime or of epoch seconds; ``None`` stays ``None``
+    (status reports and logs show "never" that way)."""
+    if moment is None:
+        return None
+    if not isinstance(moment, datetime):
+        moment = datetime.fromtimestamp(moment, timezone.utc)
+    return format_timestamp(moment)

@@ -13,6 +13,7 @@ import enum
 
 __all__ = [
     "LIFECYCLE_BY_STATUS",
+    "LIFECYCLE_TYPES",
     "TERMINAL_STATUSES",
     "EventType",
     "canonical_name",
@@ -122,6 +123,19 @@ def canonical_name(name: str) -> str:
     return found.value if found is not None else name
 
 
+LIFECYCLE_TYPES = frozenset(
+    member.value
+    for member in (
+        EventType.JOB_CREATED,
+        EventType.JOB_STARTED,
+        EventType.JOB_COMPLETED,
+        EventType.JOB_FAILED,
+        EventType.JOB_RETRYING,
+        EventType.JOB_CANCELLED,
+    )
+)
+"""The job lifecycle event types: one per job transition, each with an identity key."""
+
 # Job statuses (backend ``models/job.rs``) and what a change to them means.
 TERMINAL_STATUSES = frozenset({"completed", "failed", "deadletter", "cancelled"})
 
@@ -134,4 +148,4 @@ LIFECYCLE_BY_STATUS: dict[str, EventType] = {
     "cancelled": EventType.JOB_CANCELLED,
 }
 """``new_status`` → lifecycle event. ``pending``/``scheduled`` mean ``job.retrying`` only
-after ``processing`` or ``failed`` (see :func:`spooled_integrations.protocol.derive`)."""
+after ``processing`` or ``failed`` (see :func:`spooled_integrations.protocol.derive_lifecycle`)."""

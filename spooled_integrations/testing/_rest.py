@@ -4,12 +4,13 @@ and the ``/_emulator`` controls."""
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from aiohttp import web
 
 from spooled_integrations.protocol.timestamps import parse_timestamp
-from spooled_integrations.testing._auth import Identity
+from spooled_integrations.testing._auth import Auth, Identity
+from spooled_integrations.testing._config import Settings
 from spooled_integrations.testing._http import (
     API,
     field,
@@ -19,10 +20,10 @@ from spooled_integrations.testing._http import (
     text_response,
     validation_error,
 )
+from spooled_integrations.testing._hub import Hub
 from spooled_integrations.testing._listing import JobQuery, select_jobs
-
-if TYPE_CHECKING:
-    from spooled_integrations.testing._server import Server
+from spooled_integrations.testing._state import Published, State
+from spooled_integrations.testing._wire import Envelope
 
 __all__ = ["Rest"]
 
@@ -31,10 +32,23 @@ _WORKER_NOT_FOUND = {"error": "not_found", "message": "Worker not found"}
 _MAX_STATUS_IDS = 100
 
 
+class _Server(Protocol):
+    """What the routes use of the server that mounts them (``_server.Server``)."""
+
+    settings: Settings
+    auth: Auth
+    state: State
+    hub: Hub
+
+    def emit(self, published: Published) -> None: ...
+
+    def publish(self, name: str, fields: dict[str, Any]) -> Envelope: ...
+
+
 class Rest:
     """Plain request/response routes; events they imply go through ``Server.emit``."""
 
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: _Server) -> None:
         self._server = server
 
     def add_routes(self, app: web.Application) -> None:

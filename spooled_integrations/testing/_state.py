@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from spooled_integrations.protocol.timestamps import format_timestamp
+from spooled_integrations.protocol.timestamps import format_optional
 from spooled_integrations.protocol.vocabulary import TERMINAL_STATUSES
 
 __all__ = ["JOB_STATUSES", "Job", "State"]
@@ -33,10 +33,6 @@ _RUNNABLE = _WAITING | {"processing"}  # these clear it (a retry)
 _COUNT_NAMES = ("pending", "processing", "completed", "failed")
 
 Published = list[tuple[str, dict[str, Any]]]
-
-
-def _stamp(moment: datetime | None) -> str | None:
-    return None if moment is None else format_timestamp(moment)
 
 
 @dataclass
@@ -67,15 +63,15 @@ class Job:
             "status": self.status,
             "priority": self.priority,
             "retry_count": self.retry_count,
-            "created_at": _stamp(self.created_at),
-            "scheduled_at": _stamp(self.scheduled_at),
-            "started_at": _stamp(self.started_at),
-            "completed_at": _stamp(self.completed_at),
+            "created_at": format_optional(self.created_at),
+            "scheduled_at": format_optional(self.scheduled_at),
+            "started_at": format_optional(self.started_at),
+            "completed_at": format_optional(self.completed_at),
         }
         if not strict:
             summary["max_retries"] = self.max_retries
             summary["last_error"] = self.error
-            summary["updated_at"] = _stamp(self.updated_at)
+            summary["updated_at"] = format_optional(self.updated_at)
         return summary
 
     def status_json(self) -> dict[str, Any]:
@@ -85,8 +81,8 @@ class Job:
             "status": self.status,
             "queue_name": self.queue_name,
             "retry_count": self.retry_count,
-            "created_at": _stamp(self.created_at),
-            "completed_at": _stamp(self.completed_at),
+            "created_at": format_optional(self.created_at),
+            "completed_at": format_optional(self.completed_at),
         }
 
     def to_json(self) -> dict[str, Any]:
@@ -100,10 +96,10 @@ class Job:
             "retry_count": self.retry_count,
             "max_retries": self.max_retries,
             "last_error": self.error,
-            "created_at": _stamp(self.created_at),
-            "scheduled_at": _stamp(self.scheduled_at),
-            "started_at": _stamp(self.started_at),
-            "completed_at": _stamp(self.completed_at),
+            "created_at": format_optional(self.created_at),
+            "scheduled_at": format_optional(self.scheduled_at),
+            "started_at": format_optional(self.started_at),
+            "completed_at": format_optional(self.completed_at),
             "expires_at": None,
             "priority": self.priority,
             "tags": None,
@@ -114,7 +110,7 @@ class Job:
             "lease_id": None,
             "lease_expires_at": None,
             "idempotency_key": None,
-            "updated_at": _stamp(self.updated_at),
+            "updated_at": format_optional(self.updated_at),
         }
 
     def duration_ms(self, moment: datetime, tick: float) -> int:

@@ -11,7 +11,6 @@ import shutil
 import socket
 import ssl
 import subprocess
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,6 +20,9 @@ import pytest
 from spooled_integrations import ConnectionState, Event, SpooledConnectionError
 from spooled_integrations.client import ConnectionOptions, SSEClient
 from spooled_integrations.testing import Collector
+
+from ..conftest import wait_until
+from .conftest import RawServer, read_request_head
 
 TOKEN = "eyJhbGciOiJIUzI1NiJ9.eyJleHAiOjQxMDI0NDQ4MDB9.c2ln"
 EVENT = (
@@ -34,7 +36,7 @@ def chunked(*parts: bytes, end: bool = True) -> bytes:
     return b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in parts) + (b"0\r\n\r\n" if end else b"")
 
 
-class ScriptedServer:
+class ScriptedServer(RawServer):
     """Answers every request with ``script``, then closes (or holds the socket open)."""
 
     def __init__(
@@ -44,42 +46,20 @@ class ScriptedServer:
         self.hold = hold
         self.tls = tls
         self.requests: list[bytes] = []
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._listener.settimeout(0.1)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._accept, daemon=True)
-        self._thread.start()
-        scheme = "https" if tls else "http"
-        self.base_url = f"{scheme}://127.0.0.1:{self._listener.getsockname()[1]}"
+        super().__init__(scheme="https" if tls else "http")
 
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join()
-        self._listener.close()
-
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def _serve(self, conn: socket.socket) -> None:
+    def serve(self, conn: socket.socket) -> None:
         with contextlib.suppress(OSError, ssl.SSLError):
             conn.settimeout(5)
             if self.tls is not None:
                 conn = self.tls.wrap_socket(conn, server_side=True)
             with conn:
-                request = b""
-                while b"\r\n\r\n" not in request:
-                    chunk = conn.recv(4096)
-                    if not chunk:
-                        return
-                    request += chunk
+                request = read_request_head(conn)
+                if request is None:
+                    return
                 self.requests.append(request)
                 conn.sendall(self.script)
-                while self.hold and not self._stop.is_set() and conn.recv(4096):
+                while self.hold and not self.stopping and conn.recv(4096):
                     pass
 
 
@@ -105,15 +85,6 @@ def _client(base_url: str, **options: object) -> SSEClient:
     }
     settings.update(options)
     return SSEClient(ConnectionOptions(base_url=base_url, token=TOKEN, **settings))  # type: ignore[arg-type]
-
-
-def _wait(condition: Callable[[], bool], timeout: float = 3.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return condition()
 
 
 @pytest.mark.parametrize(
@@ -180,7 +151,7 @@ def test_broken_bodies_are_connection_errors(
     client.start()
     try:
         assert errors.wait_count(1)
-        assert _wait(lambda: client.state is ConnectionState.RECONNECTING)
+        assert wait_until(lambda: client.state is ConnectionState.RECONNECTING)
     finally:
         client.disconnect()
     assert text.lower() in str(errors.items[0]).lower()

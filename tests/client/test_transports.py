@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -25,6 +23,9 @@ from spooled_integrations import (
 )
 from spooled_integrations.client import BaseClient, ConnectionOptions, create_client
 from spooled_integrations.testing import Collector, Emulator
+
+from ..conftest import wait_until
+from .conftest import RawServer
 
 ClientFactory = Callable[..., BaseClient]
 
@@ -237,7 +238,7 @@ def test_reconnects_after_a_dropped_connection(
     spooled_emulator.publish("job.completed", job_id="before", queue_name="q", duration_ms=1)
     assert seen.wait_for(lambda items: any(e.job_id == "before" for e in items))
     spooled_emulator.drop_connections()
-    assert _wait(lambda: spooled_emulator.connections_accepted(transport) >= 2)
+    assert wait_until(lambda: spooled_emulator.connections_accepted(transport) >= 2)
     assert spooled_emulator.wait_for_connections(1, transport=transport)
     spooled_emulator.publish("job.completed", job_id="after", queue_name="q", duration_ms=1)
     assert seen.wait_for(lambda items: any(e.job_id == "after" for e in items))
@@ -255,10 +256,10 @@ def test_reconnects_promptly_after_a_clean_close(
     spooled_emulator.wait_for_connections(1, transport=transport)
     started = time.monotonic()
     spooled_emulator.close_streams()
-    assert _wait(lambda: spooled_emulator.connections_accepted(transport) >= 2, timeout=3)
+    assert wait_until(lambda: spooled_emulator.connections_accepted(transport) >= 2, timeout=3)
     # a clean close is not a failure: no 5 s backoff
     assert time.monotonic() - started < 2.0
-    assert client.state is ConnectionState.CONNECTED or _wait(
+    assert client.state is ConnectionState.CONNECTED or wait_until(
         lambda: client.state is ConnectionState.CONNECTED
     )
 
@@ -273,7 +274,7 @@ def test_strict_sse_max_duration_close_is_followed_by_a_reconnect(
         seen: Collector[Event] = Collector()
         client.on_event(seen)
         client.connect()
-        assert _wait(lambda: emu.connections_accepted("sse") >= 2, timeout=5)
+        assert wait_until(lambda: emu.connections_accepted("sse") >= 2, timeout=5)
         assert seen.wait_for(lambda items: any(e.type == "system.health" for e in items))
         assert client.stats.protocol_errors == {}
 
@@ -283,9 +284,9 @@ def test_liveness_timeout_reconnects_a_stalled_stream(
 ) -> None:
     client, seen = listening(make_client, spooled_emulator, transport, liveness_timeout=0.6)
     spooled_emulator.stall(True)
-    assert _wait(lambda: spooled_emulator.connections_accepted(transport) >= 2, timeout=5)
+    assert wait_until(lambda: spooled_emulator.connections_accepted(transport) >= 2, timeout=5)
     spooled_emulator.stall(False)
-    assert _wait(lambda: client.state is ConnectionState.CONNECTED, timeout=5)
+    assert wait_until(lambda: client.state is ConnectionState.CONNECTED, timeout=5)
     assert spooled_emulator.wait_for_connections(1, transport=transport)
     spooled_emulator.publish("job.completed", job_id="after-stall", queue_name="q", duration_ms=1)
     assert seen.wait_for(lambda items: any(e.job_id == "after-stall" for e in items))
@@ -340,7 +341,7 @@ def test_rate_limited_handshake_waits_retry_after(
     client.on_error(errors)
     started = time.monotonic()
     client.start()
-    assert _wait(lambda: client.state is ConnectionState.CONNECTED, timeout=5)
+    assert wait_until(lambda: client.state is ConnectionState.CONNECTED, timeout=5)
     assert time.monotonic() - started >= 0.8
     assert len(errors) == 2
 
@@ -351,7 +352,7 @@ def test_server_errors_are_retried(
     spooled_emulator.reject_next(3, 503)
     client = make_client(spooled_emulator, transport)
     client.start()
-    assert _wait(lambda: client.state is ConnectionState.CONNECTED, timeout=5)
+    assert wait_until(lambda: client.state is ConnectionState.CONNECTED, timeout=5)
     assert client.stats.connects == 1
 
 
@@ -427,25 +428,8 @@ def test_disconnect_during_a_stall_returns_within_a_second(
 @pytest.fixture
 def silent_server() -> Iterator[str]:
     """A TCP server that accepts connections and never answers."""
-    server = socket.create_server(("127.0.0.1", 0))
-    accepted: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        server.settimeout(0.1)
-        while not stop.is_set():
-            try:
-                accepted.append(server.accept()[0])
-            except TimeoutError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.getsockname()[1]}"
-    stop.set()
-    thread.join()
-    for conn in accepted:
-        conn.close()
+    server = RawServer()
+    yield server.base_url
     server.close()
 
 
@@ -472,7 +456,7 @@ def test_disconnect_is_idempotent_and_context_manager_closes(
     assert client.state is ConnectionState.DISCONNECTED
     client.disconnect()
     client.disconnect()
-    assert _wait(lambda: spooled_emulator.connections_current(transport) == 0)
+    assert wait_until(lambda: spooled_emulator.connections_current(transport) == 0)
 
 
 def test_secrets_stay_out_of_reprs(spooled_emulator: Emulator, make_client: ClientFactory) -> None:
@@ -481,15 +465,6 @@ def test_secrets_stay_out_of_reprs(spooled_emulator: Emulator, make_client: Clie
     text = repr(client) + repr(client.options) + str(client.options.model_dump())
     assert spooled_emulator.api_key not in text
     assert "eyJ" not in text
-
-
-def _wait(condition: Any, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return bool(condition())
 
 
 def _timed_disconnect(client: Any) -> float:
@@ -512,10 +487,10 @@ def test_websocket_commands_are_pascal_case_and_replayed_after_reconnect(
         {"cmd": "Subscribe", "job_id": "j1"},
         {"cmd": "Unsubscribe", "job_id": "j1"},
     ]
-    assert _wait(lambda: spooled_emulator.commands_received() == expected)
+    assert wait_until(lambda: spooled_emulator.commands_received() == expected)
     spooled_emulator.drop_connections()
     replay = [*expected, {"cmd": "Subscribe", "queue": "emails"}]
-    assert _wait(lambda: spooled_emulator.commands_received() == replay)
+    assert wait_until(lambda: spooled_emulator.commands_received() == replay)
 
 
 def test_strict_backend_websocket_needs_both_credentials_and_delivers_every_type(

@@ -11,8 +11,6 @@ import base64
 import contextlib
 import hashlib
 import socket
-import threading
-import time
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -22,6 +20,9 @@ from spooled_integrations import ConnectionState, Event, SpooledConnectionError,
 from spooled_integrations.client import ConnectionOptions
 from spooled_integrations.testing import Collector
 
+from ..conftest import wait_until
+from .conftest import RawServer, read_request_head
+
 TOKEN = "eyJhbGciOiJIUzI1NiJ9.eyJleHAiOjQxMDI0NDQ4MDB9.c2ln"
 FRAME = b'{"type":"JobCompleted","data":{"job_id":"j1","queue_name":"q","duration_ms":5}}'
 
@@ -30,47 +31,24 @@ def frame(opcode: int, payload: bytes, *, fin: bool = True) -> bytes:
     return websocket.ABNF(int(fin), 0, 0, 0, opcode, 0, payload).format()  # type: ignore[no-untyped-call]
 
 
-class ScriptedServer:
+class ScriptedServer(RawServer):
     """Sends ``script`` after each upgrade; keeps the client's frames as (opcode, payload)."""
 
     def __init__(self, script: bytes) -> None:
         self.script = script
         self.received: list[tuple[int, bytes]] = []
-        self.connections = 0
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._listener.settimeout(0.1)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._accept, daemon=True)
-        self._thread.start()
-        self.base_url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        super().__init__()
 
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join()
-        self._listener.close()
-
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            self.connections += 1
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def _serve(self, conn: socket.socket) -> None:
+    def serve(self, conn: socket.socket) -> None:
         # The client may go away at any point (test end, reconnect loops): nothing to check.
         with conn, contextlib.suppress(OSError, StopIteration):
             self._talk(conn)
 
     def _talk(self, conn: socket.socket) -> None:
         conn.settimeout(5)
-        request = b""
-        while b"\r\n\r\n" not in request:
-            chunk = conn.recv(4096)
-            if not chunk:
-                return
-            request += chunk
+        request = read_request_head(conn)
+        if request is None:
+            return
         key = next(
             line.split(b":", 1)[1].strip()
             for line in request.split(b"\r\n")
@@ -120,15 +98,6 @@ def _client(server: ScriptedServer, **overrides: float) -> WebSocketClient:
     return WebSocketClient(ConnectionOptions(base_url=server.base_url, token=TOKEN, **options))
 
 
-def _wait(condition: Callable[[], bool], timeout: float = 3.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return condition()
-
-
 def test_ping_is_answered_and_fragments_are_joined(
     scripted: Callable[[bytes], ScriptedServer],
 ) -> None:
@@ -144,7 +113,7 @@ def test_ping_is_answered_and_fragments_are_joined(
     client.on_event(seen)
     with client:
         assert seen.wait_for(lambda items: len(items) == 1)
-        assert _wait(lambda: (0xA, b"are you there") in server.received)
+        assert wait_until(lambda: (0xA, b"are you there") in server.received)
     assert seen.items[0].job_id == "j1"
     assert client.stats.protocol_errors == {}
 
@@ -155,7 +124,7 @@ def test_clean_close_is_answered_and_reconnects_at_once(
     server = scripted(frame(0x1, FRAME) + frame(0x8, (1000).to_bytes(2, "big")))
     client = _client(server)
     with client:
-        assert _wait(lambda: server.connections >= 2)  # no 5 s backoff after a clean close
+        assert wait_until(lambda: server.connections >= 2)  # no 5 s backoff after a clean close
         assert any(opcode == 0x8 for opcode, _ in server.received)
 
 
@@ -172,6 +141,6 @@ def test_error_close_and_broken_framing_are_connection_errors(
     client.on_error(errors)
     with client:
         assert errors.wait_count(1)
-        assert _wait(lambda: client.state is ConnectionState.RECONNECTING)
+        assert wait_until(lambda: client.state is ConnectionState.RECONNECTING)
     assert isinstance(errors.items[0], SpooledConnectionError)
     assert text in str(errors.items[0])

@@ -9,7 +9,6 @@ here until it is documented.
 from __future__ import annotations
 
 import ast
-import inspect
 import re
 from pathlib import Path
 from typing import Any
@@ -39,14 +38,12 @@ def code_spans(cell: str) -> list[str]:
 
 
 def settings_rows() -> dict[str, list[str]]:
-    """configuration.md setting rows keyed by Celery name, or by Dramatiq argument."""
+    """The one settings table of configuration.md, keyed by setting name."""
+    section = page("configuration.md").split("## Settings\n", 1)[1].split("\n## ", 1)[0]
     rows: dict[str, list[str]] = {}
-    for cells in table_rows(page("configuration.md")):
-        if len(cells) != 6 or cells[0] in ("Celery", "---"):
-            continue
-        celery, dramatiq = code_spans(cells[0]), code_spans(cells[3])
-        key = celery[0] if celery else (dramatiq[0] if dramatiq else code_spans(cells[2])[0])
-        rows[key] = cells
+    for cells in table_rows(section):
+        if len(cells) == 7 and cells[0] not in ("Setting", "---"):
+            rows[code_spans(cells[0])[0]] = cells
     return rows
 
 
@@ -66,143 +63,75 @@ def field_default(model: type[BaseModel], name: str) -> Any:
 # -- configuration.md ------------------------------------------------------------------
 
 
-def test_every_celery_setting_is_documented_with_its_django_name() -> None:
-    from spooled_integrations.celery import SETTINGS
+def test_the_settings_table_is_the_model() -> None:
+    from spooled_integrations.settings import SETTINGS
 
     rows = settings_rows()
-    missing = sorted(name for name in SETTINGS if name not in rows)
-    assert not missing, f"settings missing from docs/configuration.md: {missing}"
-    for name in SETTINGS:
-        assert code_spans(rows[name][1]) == [f"CELERY_{name.upper()}"], rows[name]
-    extra = sorted(k for k in rows if k.startswith("spooled_") and k not in SETTINGS)
-    assert not extra, f"documented but not read by the code: {extra}"
+    assert sorted(rows) == sorted(SETTINGS)
+    for name, setting in SETTINGS.items():
+        cells = rows[name]
+        assert all(cells), cells
+        assert not any(c in ("—", "-") or "only" in c.split() for c in cells[:6]), cells
+        assert code_spans(cells[3]) == [setting.env], cells
+        assert documented_default(cells[5]) == setting.default, (name, cells[5])
+        if "celery" in setting.frameworks:
+            assert code_spans(cells[1]) == [setting.celery_key], cells
+            assert code_spans(cells[2]) == [setting.django_key], cells
+        if "dramatiq" in setting.frameworks:
+            assert code_spans(cells[4]) == [f"{name}="], cells
+        if setting.frameworks != {"celery", "dramatiq"}:
+            framework = next(iter(setting.frameworks)).capitalize()
+            assert cells[6].startswith(f"{framework}:"), cells
 
 
-def test_documented_defaults_match_the_code() -> None:
+def test_the_model_covers_every_field() -> None:
+    from spooled_integrations.settings import check_model
+
+    check_model()
+
+
+def test_defaults_match_the_code() -> None:
     from spooled_integrations.celery.settings import DEFAULT_SHUTDOWN_TIMEOUT
     from spooled_integrations.client import ConnectionOptions
     from spooled_integrations.dramatiq import DramatiqSettings
     from spooled_integrations.runtime import RuntimeConfig
+    from spooled_integrations.settings import SETTINGS
 
-    rows = settings_rows()
-    checked = 0
-    for key, cells in rows.items():
-        name = key.removeprefix("spooled_").removesuffix("=")
-        default = cells[4]
-        if name in ConnectionOptions.model_fields:
-            expected = field_default(ConnectionOptions, name)
-        elif name in RuntimeConfig.model_fields and name not in ("subscriptions", "connection"):
-            expected = field_default(RuntimeConfig, name)
-        elif key == "spooled_shutdown_timeout":
-            expected = DEFAULT_SHUTDOWN_TIMEOUT
-        elif name in ("stop_timeout", "mode", "runtime"):
-            expected = field_default(DramatiqSettings, name)
-        else:
-            continue
-        assert documented_default(default) == expected, (key, default, expected)
-        checked += 1
-    assert checked >= 25
+    for name, setting in SETTINGS.items():
+        if setting.group == "connection":
+            assert setting.default == field_default(ConnectionOptions, name), name
+        elif setting.group == "runtime":
+            assert setting.default == field_default(RuntimeConfig, name), name
+    assert SETTINGS["shutdown_timeout"].default == DEFAULT_SHUTDOWN_TIMEOUT
+    for name in ("mode", "transport", "shutdown_timeout"):
+        assert field_default(DramatiqSettings, name) == SETTINGS[name].default, name
+
+
+def _variables_in_code() -> set[str]:
+    from spooled_integrations.celery import settings as celery_settings
+    from spooled_integrations.dramatiq import settings as dramatiq_settings
+
+    # the readers read the model's variables by name
+    found = set(dramatiq_settings._BY_VARIABLE)
+    found.update(s.env for s in celery_settings._MODEL.values())
+    for path in PACKAGE.rglob("*.py"):
+        found.update(re.findall(r"\bSPOOLED_[A-Z_]+\b", path.read_text(encoding="utf-8")))
+    return {name for name in found if not name.endswith("_")}
 
 
 def test_every_environment_variable_is_documented() -> None:
-    from spooled_integrations.dramatiq import settings as dramatiq_settings
-
     text = page("configuration.md")
-    in_code = set()
-    for path in PACKAGE.rglob("*.py"):
-        in_code.update(re.findall(r"\bSPOOLED_[A-Z_]+\b", path.read_text(encoding="utf-8")))
-    in_code.update(dramatiq_settings._ALL_NAMES.values())  # settings-object attribute names
-    missing = sorted(name for name in in_code if f"`{name}`" not in text)
+    missing = sorted(name for name in _variables_in_code() if f"`{name}`" not in text)
     assert not missing, f"environment variables missing from docs/configuration.md: {missing}"
 
 
 def test_every_documented_environment_variable_is_read() -> None:
-    """The reverse check: a variable in the Environment column exists in the code."""
-    in_code = set()
-    for path in PACKAGE.rglob("*.py"):
-        in_code.update(re.findall(r"\bSPOOLED_[A-Z_]+\b", path.read_text(encoding="utf-8")))
-    documented = {span for cells in settings_rows().values() for span in code_spans(cells[2])}
-    unread = sorted(documented - in_code)
+    from spooled_integrations.settings import SETTINGS
+
+    documented = {span for cells in settings_rows().values() for span in code_spans(cells[3])}
+    assert documented == {s.env for s in SETTINGS.values()}
+    unread = sorted(documented - _variables_in_code())
     assert not unread, f"documented but read nowhere: {unread}"
-
-
-def test_runtime_fields_with_a_variable_are_documented_with_it() -> None:
-    from spooled_integrations._settings import RUNTIME_ENV
-
-    rows = settings_rows()
-    for name, variable in RUNTIME_ENV.items():
-        cells = rows[f"spooled_{name}"]
-        assert cells[2] == f"`{variable}`", cells  # read by both integrations
-        assert code_spans(cells[3]) == [f"{name}=", f'runtime={{"{name}": …}}'], cells
-
-
-def test_documented_dramatiq_arguments_exist() -> None:
-    from spooled_integrations.client import ConnectionOptions
-    from spooled_integrations.dramatiq import SpooledMiddleware
-    from spooled_integrations.dramatiq.settings import _RUNTIME_FIELDS
-
-    arguments = set(inspect.signature(SpooledMiddleware.__init__).parameters)
-    nested = {"connection": set(ConnectionOptions.model_fields), "runtime": _RUNTIME_FIELDS}
-    for key, cells in settings_rows().items():
-        name = key.removeprefix("spooled_")
-        spans = code_spans(cells[3])
-        for span in spans:
-            if match := re.fullmatch(r"(\w+)=", span):
-                assert match[1] in arguments, (key, span)
-            else:
-                match = re.fullmatch(r'(\w+)=\{"(\w+)": …\}', span)
-                assert match and match[2] in nested[match[1]], (key, span)
-        for mapping, fields in nested.items():
-            if key.startswith("spooled_") and name in fields:
-                assert f"{name}=" in spans or f'{mapping}={{"{name}": …}}' in spans, cells
-
-
-# Values unlike the default for every variable of a runtime field both integrations read.
-RUNTIME_ENV_SAMPLES: dict[str, tuple[str, Any]] = {
-    "SPOOLED_CATCH_UP": ("off", False),
-    "SPOOLED_CATCH_UP_MAX_AGE": ("60", 60.0),
-    "SPOOLED_CATCH_UP_POLL": ("always", "always"),
-    "SPOOLED_CATCH_UP_INTERVAL": ("2.5", 2.5),
-    "SPOOLED_CATCH_UP_MAX_REQUESTS": ("7", 7),
-    "SPOOLED_CHECKPOINT": ("/var/lib/spooled/checkpoint.json", "/var/lib/spooled/checkpoint.json"),
-}
-
-
-def test_documented_runtime_variables_reach_the_runtime_config() -> None:
-    from celery import Celery
-
-    from spooled_integrations.celery import read_settings
-    from spooled_integrations.dramatiq import resolve_settings
-    from spooled_integrations.runtime import RuntimeConfig
-
-    documented = {
-        code_spans(cells[2])[0]: key.removeprefix("spooled_")
-        for key, cells in settings_rows().items()
-        if key.removeprefix("spooled_") in RuntimeConfig.model_fields
-        and re.fullmatch(r"`SPOOLED_\w+`", cells[2])
-    }
-    assert set(documented) == set(RUNTIME_ENV_SAMPLES)
-    env = {variable: text for variable, (text, _) in RUNTIME_ENV_SAMPLES.items()}
-    app = Celery("docs", broker="memory://", set_as_current=False)
-    app.conf.update(spooled_api_key="sk_test_docs")
-    celery_config = read_settings(app, environ=env).runtime
-    dramatiq_runtime = resolve_settings(environ=env).runtime
-    for variable, name in documented.items():
-        expected = RUNTIME_ENV_SAMPLES[variable][1]
-        assert expected != field_default(RuntimeConfig, name), variable
-        assert getattr(celery_config, name) == expected, variable
-        assert dramatiq_runtime[name] == expected, variable
-
-
-def test_every_middleware_argument_is_documented() -> None:
-    from spooled_integrations.dramatiq import SpooledMiddleware
-
-    text = page("configuration.md")
-    arguments = inspect.signature(SpooledMiddleware.__init__).parameters
-    missing = [
-        name for name in arguments if name not in ("self", "settings") and f"`{name}=" not in text
-    ]
-    assert not missing, f"SpooledMiddleware arguments missing from the docs: {missing}"
 
 
 def test_subscription_fields_and_task_and_actor_options_are_documented() -> None:

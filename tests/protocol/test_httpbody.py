@@ -14,15 +14,7 @@ from spooled_integrations.protocol.httpbody import (
     body_reader,
 )
 
-
-def split_at(data: bytes, cuts: list[int]) -> list[bytes]:
-    points = sorted({c % (len(data) + 1) for c in cuts})
-    pieces, last = [], 0
-    for p in points:
-        pieces.append(data[last:p])
-        last = p
-    pieces.append(data[last:])
-    return pieces
+from ..conftest import split_at
 
 
 def unchunk(pieces: list[bytes]) -> tuple[bytes, bool]:

@@ -7,6 +7,8 @@ from hypothesis import strategies as st
 
 from spooled_integrations.protocol import SSEDecoder, SSEMessage
 
+from ..conftest import split_at
+
 AXUM_EVENT = (
     b"event: job.status\n"
     b'data: {"type":"JobStatusChange","data":{"job_id":"\xc3\xa9t\xc3\xa9","new_status":"pending"}}\n'
@@ -20,16 +22,6 @@ def decode_all(chunks: list[bytes]) -> list[SSEMessage]:
     for chunk in chunks:
         out.extend(decoder.feed(chunk))
     return out
-
-
-def split_at(data: bytes, cuts: list[int]) -> list[bytes]:
-    points = sorted({c % (len(data) + 1) for c in cuts})
-    pieces, last = [], 0
-    for p in points:
-        pieces.append(data[last:p])
-        last = p
-    pieces.append(data[last:])
-    return pieces
 
 
 def test_axum_framing_gives_name_and_payload() -> None:

@@ -19,20 +19,12 @@ from spooled_integrations.protocol.wsframes import (
     FrameReader,
 )
 
+from ..conftest import split_at
+
 
 def frame(opcode: int, payload: bytes, *, fin: bool = True, rsv1: int = 0) -> bytes:
     """Server-side (unmasked) frame bytes, encoded by websocket-client."""
     return websocket.ABNF(int(fin), rsv1, 0, 0, opcode, 0, payload).format()  # type: ignore[no-untyped-call]
-
-
-def split_at(data: bytes, cuts: list[int]) -> list[bytes]:
-    points = sorted({c % (len(data) + 1) for c in cuts})
-    pieces, last = [], 0
-    for p in points:
-        pieces.append(data[last:p])
-        last = p
-    pieces.append(data[last:])
-    return pieces
 
 
 def read_all(chunks: list[bytes]) -> list[tuple[int, bytes]]:

@@ -22,16 +22,9 @@ from spooled_integrations.runtime.signals import (
 )
 from spooled_integrations.testing import Emulator
 
+from ..conftest import wait_until
+
 RuntimeFactory = Callable[..., SpooledRuntime]
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return condition()
 
 
 def start_connected(runtime: SpooledRuntime, emu: Emulator) -> None:

@@ -93,8 +93,10 @@ def assert_clean_stop(run: DramatiqRun) -> float:
     return elapsed
 
 
-def check_fork_mode(emu: Emulator, run_dramatiq: RunDramatiq, broker_env: dict[str, str]) -> None:
-    run = run_dramatiq("cli_app", {**broker_env, **spooled_env(emu)})
+def check_fork_mode(
+    emu: Emulator, run_dramatiq: RunDramatiq, broker_env: dict[str, str], *args: str
+) -> None:
+    run = run_dramatiq("cli_app", {**broker_env, **spooled_env(emu)}, *args)
     assert emu.wait_for_connections(1, timeout=BOOT_TIMEOUT), run.log_text()
     time.sleep(1.0)  # every worker has booted before the fork starts; give stragglers time
     assert emu.connections_accepted("ws") == 1, run.log_text()
@@ -127,6 +129,15 @@ def test_redis_fork_mode_one_listener_exact_delivery_clean_sigterm(
     emulator: Emulator, run_dramatiq: RunDramatiq, redis_broker: dict[str, str]
 ) -> None:
     check_fork_mode(emulator, run_dramatiq, redis_broker)
+
+
+@pytest.mark.redis
+def test_redis_fork_mode_under_spawn_reads_the_same_command_line(
+    emulator: Emulator, run_dramatiq: RunDramatiq, redis_broker: dict[str, str]
+) -> None:
+    # Spawned workers and forks import nothing from the main process: each finds the
+    # run's broker and modules in the sys.argv that multiprocessing gives it.
+    check_fork_mode(emulator, run_dramatiq, redis_broker, "--use-spawn")
 
 
 @pytest.mark.rabbitmq

@@ -215,7 +215,9 @@ def test_boot_is_refused_with_every_problem_at_once(
     assert len(problems) == 2, problems
     assert "no actor 'on_faild'" in problems[0] and "did you mean 'on_failed'?" in problems[0]
     assert "queue 'nowhere' is not declared" in problems[1]
-    assert "refused to boot (2 problem(s))" in str(SpooledBootError(problems))
+    assert str(SpooledBootError(problems)).startswith(
+        "2 problem(s) in the Spooled settings; the Spooled listener refused to boot:"
+    )
     assert spooled_emulator.connections_accepted("ws") == 0
 
 
@@ -234,7 +236,7 @@ def test_worker_stops_promptly_while_the_server_is_stalled(
     make_broker: MakeBroker, spooled_emulator: Emulator
 ) -> None:
     broker, middleware = make_broker(
-        mode="every_process", connection=fast_connection(spooled_emulator), stop_timeout=2
+        mode="every_process", connection=fast_connection(spooled_emulator), shutdown_timeout=2
     )
     worker = dramatiq.Worker(broker, worker_timeout=100)
     worker.start()
@@ -253,7 +255,7 @@ def test_worker_stops_promptly_while_reconnecting(
     make_broker: MakeBroker, spooled_emulator: Emulator
 ) -> None:
     connection = fast_connection(spooled_emulator, reconnect_delay=30, max_reconnect_delay=60)
-    broker, _ = make_broker(mode="every_process", connection=connection, stop_timeout=2)
+    broker, _ = make_broker(mode="every_process", connection=connection, shutdown_timeout=2)
     worker = dramatiq.Worker(broker, worker_timeout=100)
     worker.start()
     assert spooled_emulator.wait_for_connections(1, timeout=5)
