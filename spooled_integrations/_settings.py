@@ -15,17 +15,7 @@ from pydantic import ValidationError, create_model
 from spooled_integrations._redact import redact
 from spooled_integrations.runtime.runtime import RuntimeConfig
 
-__all__ = ["BOOLEAN_SPELLINGS", "RUNTIME_ENV", "check_runtime_fields"]
-
-RUNTIME_ENV: dict[str, str] = {
-    "catch_up": "SPOOLED_CATCH_UP",
-    "catch_up_max_age": "SPOOLED_CATCH_UP_MAX_AGE",
-    "catch_up_poll": "SPOOLED_CATCH_UP_POLL",
-    "catch_up_interval": "SPOOLED_CATCH_UP_INTERVAL",
-    "catch_up_max_requests": "SPOOLED_CATCH_UP_MAX_REQUESTS",
-    "checkpoint": "SPOOLED_CHECKPOINT",
-}
-"""Runtime fields the environment fills in when the config leaves them unset."""
+__all__ = ["BOOLEAN_SPELLINGS", "check_runtime_fields"]
 
 BOOLEAN_SPELLINGS = "true/false/1/0/yes/no/on/off"
 """How a message lists the accepted spellings of a boolean (any case)."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
 from typing import Any
 
 from celery import Celery
@@ -19,11 +18,19 @@ from celery import Celery
 from spooled_integrations._suggest import closest, did_you_mean
 from spooled_integrations.celery.forksafety import fork_gate
 from spooled_integrations.protocol import Event
-from spooled_integrations.runtime.subscriptions import Subscription, position
+from spooled_integrations.runtime.publisher import TargetPublisher
+from spooled_integrations.runtime.subscriptions import Subscription
+from spooled_integrations.runtime.targets import register_target_kind
 
 __all__ = ["SEND_TASK_OPTIONS", "CeleryPublisher"]
 
 logger = logging.getLogger(__name__)
+
+TASK = register_target_kind(
+    "task",
+    description="Celery task name, sent with app.send_task, so task_routes apply",
+    framework="Celery",
+)
 
 SEND_TASK_OPTIONS = frozenset(
     {
@@ -84,7 +91,7 @@ def _option_problems(options: dict[str, Any]) -> list[str]:
     return problems
 
 
-class CeleryPublisher:
+class CeleryPublisher(TargetPublisher):
     """Publishes routed events to Celery tasks by name (see the module docstring).
 
     ``external_tasks`` are task names accepted without being registered in ``app``
@@ -93,45 +100,32 @@ class CeleryPublisher:
     """
 
     name = "celery"
+    kind = TASK.name
 
     def __init__(self, app: Celery, *, external_tasks: frozenset[str] = frozenset()) -> None:
         self.app = app
         self.external_tasks = external_tasks
 
-    def problems(self, subscription: Subscription) -> list[str]:
-        """Problems of one subscription, each ``"<field>: <message>"``."""
+    def check(self, subscription: Subscription, name: str) -> list[str]:
         problems: list[str] = []
-        if subscription.actor is not None:
+        if name not in self.external_tasks and name not in self.app.tasks:
+            hint = did_you_mean(name, self.app.tasks.keys())
             problems.append(
-                f"actor: {subscription.actor!r} is a Dramatiq target; a Celery worker "
-                "publishes to tasks (use 'task')"
+                f"task: no task named {name!r} is registered in this app{hint}; "
+                "if only other workers run it, list it in spooled_external_tasks"
             )
-        task = subscription.task
-        if task is not None and task not in self.external_tasks:
-            registered = self.app.tasks
-            if task not in registered:
-                hint = did_you_mean(task, registered.keys())
-                problems.append(
-                    f"task: no task named {task!r} is registered in this app{hint}; "
-                    "if only other workers run it, list it in spooled_external_tasks"
-                )
         problems.extend(_option_problems(subscription.options))
         queue = subscription.options.get("queue")
-        if isinstance(queue, str) and not self.app.conf.task_create_missing_queues:
-            known = self.app.amqp.queues
-            if queue not in known:
-                problems.append(
-                    f"options.queue: {queue!r} is not declared in task_queues and "
-                    "task_create_missing_queues is off"
-                )
+        if (
+            isinstance(queue, str)
+            and not self.app.conf.task_create_missing_queues
+            and queue not in self.app.amqp.queues
+        ):
+            problems.append(
+                f"options.queue: {queue!r} is not declared in task_queues and "
+                "task_create_missing_queues is off"
+            )
         return problems
-
-    def validate(self, subscriptions: Sequence[Subscription]) -> list[str]:
-        return [
-            f"{position(index, sub.name)}.{problem}"
-            for index, sub in enumerate(subscriptions)
-            for problem in self.problems(sub)
-        ]
 
     def send_options(self, subscription: Subscription, event: Event) -> dict[str, Any]:
         """The ``send_task`` keyword arguments for one routed event."""
@@ -140,16 +134,13 @@ class CeleryPublisher:
             options["expires"] = _remaining(subscription.max_age, event)
         return options
 
-    def publish(self, subscription: Subscription, payload: Any, event: Event) -> None:
-        task = subscription.task
-        if task is None:  # signal-only rules are never routed here
-            return
+    def send(self, subscription: Subscription, name: str, payload: Any, event: Event) -> None:
         options = self.send_options(subscription, event)
         with fork_gate.publishing():  # a prefork child never inherits a half-done publish
-            result = self.app.send_task(task, args=[payload], **options)
+            result = self.app.send_task(name, args=[payload], **options)
         logger.debug(
             "sent %s for %s event (subscription %r, task id %s)",
-            task,
+            name,
             event.type,
             subscription.name,
             result.id,

@@ -2,55 +2,13 @@
 
 Every value is read with ``app.conf.get("spooled_<name>")``, so Django's ``CELERY_``
 namespace works unchanged (``CELERY_SPOOLED_API_KEY``); nothing is added to Celery's
-defaults. ``SPOOLED_*`` environment variables fill in credentials, URLs and catch-up
-settings the config leaves empty. Every problem is collected before anything raises, so
-a bad config is fixed in one round trip, not one key at a time.
-
-========================================  ==========================  ==================
-setting                                   environment fallback        default
-========================================  ==========================  ==================
-``spooled_enabled``                       ``SPOOLED_ENABLED`` [1]_    off (on after
-                                                                      ``install(app)``)
-``spooled_base_url``                      ``SPOOLED_BASE_URL``        Spooled cloud
-``spooled_ws_url``                        ``SPOOLED_WS_URL``          from base URL
-``spooled_api_key`` / ``spooled_token``   ``SPOOLED_API_KEY`` /       one is required
-                                          ``SPOOLED_TOKEN``
-``spooled_transport``                                                 ``"ws"`` (or
-                                                                      ``"sse"``)
-``spooled_filter``                                                    none (a mapping:
-                                                                      queue_name,
-                                                                      job_id, worker_id,
-                                                                      events)
-``spooled_subscriptions``                                             none (a list of
-                                                                      mappings or a
-                                                                      .toml/.yaml path)
-``spooled_external_tasks``                                            none
-``spooled_coordination``                                              none (a mapping,
-                                                                      JSON text, or
-                                                                      ``"lease"`` /
-                                                                      ``"claim"``
-                                                                      [``:<redis
-                                                                      url>``] [2]_)
-``spooled_shutdown_timeout``                                          10 seconds
-connection tuning: ``spooled_`` + any :class:`~spooled_integrations.client.ConnectionOptions`
-field (``reconnect_delay``, ``max_reconnect_delay``, ``max_reconnect_attempts``,
-``liveness_timeout``, ``connect_timeout``, ``healthy_after``, ``verify_tls``, ...)
-runtime tuning: ``spooled_`` + any :class:`~spooled_integrations.runtime.runtime.RuntimeConfig`
-tuning field (``queue_size``, ``max_age``, ``dedupe_window``, ``publish_attempts``,
-``publish_budget``, ...)
-catch-up: ``spooled_catch_up``, ``spooled_catch_up_max_age``, ``spooled_catch_up_poll``,
-``spooled_catch_up_interval``, ``spooled_catch_up_max_requests``, ``spooled_checkpoint``;
-the environment fills in each one left unset: ``SPOOLED_CATCH_UP``,
-``SPOOLED_CATCH_UP_MAX_AGE``, ``SPOOLED_CATCH_UP_POLL``, ``SPOOLED_CATCH_UP_INTERVAL``,
-``SPOOLED_CATCH_UP_MAX_REQUESTS``, ``SPOOLED_CHECKPOINT``
-========================================  ==========================  ==================
-
-.. [1] ``SPOOLED_ENABLED`` *overrides* the setting (it is the per-node switch when the
-   ``--spooled/--no-spooled`` worker option is not available, see the package docs);
-   the worker option overrides both.
-.. [2] Fleet coordination of ``delivery="once"`` subscriptions; the fields are those of
-   :class:`~spooled_integrations.runtime.coordination.CoordinationConfig` (``strategy``,
-   ``redis_url``, ``namespace``, ``lease_ttl``, ``claim_ttl``, ``buffer_size``, ...).
+defaults. A setting the config leaves empty is read from its ``SPOOLED_*`` environment
+variable. Which settings exist, their variables and defaults: the one model,
+:data:`spooled_integrations.settings.SETTINGS` (``docs/configuration.md`` lists it).
+``SPOOLED_ENABLED`` is the exception: it *overrides* ``spooled_enabled`` (the per-node
+switch when the ``--spooled/--no-spooled`` worker option is not available), and the
+worker option overrides both. Every problem is collected before anything raises, so a
+bad config is fixed in one round trip, not one key at a time.
 """
 
 from __future__ import annotations
@@ -186,7 +144,7 @@ def read_enabled(
 
 
 class _Reader:
-    """Collects problems while reading settings; :meth:`fail` raises them all at once."""
+    """Collects problems while reading settings; :meth:`fail_if_any` raises them all at once."""
 
     def __init__(self, app: Celery, environ: Mapping[str, str]) -> None:
         self.app = app

@@ -18,6 +18,7 @@ from typing import Any
 
 from celery import Celery
 
+from spooled_integrations.celery.publisher import TASK
 from spooled_integrations.runtime import Subscription
 from spooled_integrations.runtime.declared import DECLARATION_OPTIONS, declared_subscription
 
@@ -42,7 +43,7 @@ def task_subscriptions(app: Celery) -> tuple[list[Subscription], list[str]]:
     problems: list[str] = []
     for name in sorted(app.tasks):
         subscription, found = declared_subscription(
-            _spooled_attributes(app.tasks[name]), kind="task", target=name
+            _spooled_attributes(app.tasks[name]), kind=TASK.name, target=name
         )
         problems.extend(found)
         if subscription is not None:

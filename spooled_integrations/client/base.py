@@ -1,10 +1,11 @@
 """What the SSE and WebSocket clients share: handlers, state, the reconnect loop.
 
-One reader thread per client connects, reads, and reconnects. Subclasses supply three
-things: :meth:`BaseClient._open` (handshake; raise a typed error on refusal),
-:meth:`BaseClient._read` (deliver frames until the stream ends), and
+One reader thread per client connects, reads, and reconnects. Subclasses supply the
+transport: :meth:`BaseClient._open` (handshake; raise a typed error on refusal),
+:meth:`BaseClient._read` (deliver frames until the stream ends), :meth:`BaseClient._close`,
 :meth:`BaseClient._abort` (shut the current socket from another thread so a blocked
-read returns at once — that is what keeps ``disconnect()`` under a second).
+read returns at once — that is what keeps ``disconnect()`` under a second) and
+:meth:`BaseClient._url_for_logs`.
 """
 
 from __future__ import annotations

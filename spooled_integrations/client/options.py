@@ -11,6 +11,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from spooled_integrations._redact import redact_url
 from spooled_integrations.errors import ConfigurationError
 from spooled_integrations.protocol import Event, EventType, resolve, wire_dotted_name
 
@@ -74,13 +75,23 @@ class ConnectionOptions(BaseModel):
             return value or None
         return value
 
+    @field_validator("base_url")
+    @classmethod
+    def _http_scheme(cls, value: str) -> str:
+        # A field check, not a model one: reported together with the other fields' problems.
+        if urlsplit(value).scheme not in ("http", "https"):
+            raise ValueError(f"must start with http:// or https://, got {redact_url(value)!r}")
+        return value
+
+    @field_validator("ws_url")
+    @classmethod
+    def _ws_scheme(cls, value: str) -> str:
+        if value and urlsplit(value).scheme not in ("ws", "wss"):
+            raise ValueError(f"must start with ws:// or wss://, got {redact_url(value)!r}")
+        return value
+
     @model_validator(mode="after")
     def _check(self) -> ConnectionOptions:
-        scheme = urlsplit(self.base_url).scheme
-        if scheme not in ("http", "https"):
-            raise ValueError(f"base_url must start with http:// or https://, got {scheme!r}")
-        if self.ws_url and urlsplit(self.ws_url).scheme not in ("ws", "wss"):
-            raise ValueError("ws_url must start with ws:// or wss://")
         if self.max_reconnect_delay < self.reconnect_delay:
             raise ValueError("max_reconnect_delay must be >= reconnect_delay")
         return self

@@ -227,7 +227,7 @@ class JobsClient:
             "order_by": order_by,
             "order_dir": order_dir,
         }
-        what = f"GET {JOBS_PATH}"
+        what = f"GET {redact_url(self._options.base_url)}{JOBS_PATH}"
         response = self._get(JOBS_PATH, {k: v for k, v in params.items() if v is not None}, what)
         if not response.is_success:
             raise self._refused(response, what)
@@ -259,7 +259,7 @@ class JobsClient:
         (a job of another organisation looks the same)."""
         if not job_id:
             raise ValueError("job_id must not be empty")
-        what = f"GET {JOBS_PATH}/{{id}}"
+        what = f"GET {redact_url(self._options.base_url)}{JOBS_PATH}/{{id}}"
         response = self._get(f"{JOBS_PATH}/{quote(job_id, safe='')}", {}, what)
         if response.status_code == 404:
             return None

@@ -2,8 +2,8 @@
 
 The body is unframed by :mod:`~spooled_integrations.protocol.httpbody` from whole
 socket reads: the backend sends each event as its own HTTP chunk, and an HTTP client
-library pays per chunk (httpcore + h11 cost about 5 us per event, 3x everything else we
-do with it; ``bench/stream.py``). Owning the socket also lets ``disconnect()`` shut it
+library pays per chunk (httpcore + h11 cost more than everything else we do with an
+event; figures in ``bench/README.md``). Owning the socket also lets ``disconnect()`` shut it
 down so a read blocked on a silent server returns at once. TLS uses httpx's context
 (certifi roots, ``SSL_CERT_FILE``); there is no proxy support, as before.
 

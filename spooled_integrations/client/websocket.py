@@ -5,7 +5,7 @@ both); filters go in the connect URL because the server ignores ``Subscribe``
 commands for filtering. Commands are PascalCase and fire-and-forget (no acks exist).
 websocket-client does the handshake and all sending; received frames are parsed from
 whole socket reads by :class:`~spooled_integrations.protocol.wsframes.FrameReader`
-(about 3x faster per event than ``recv_data``). UTF-8 is not validated separately:
+(much cheaper per event than ``recv_data``; ``bench/README.md``). UTF-8 is not validated separately:
 the JSON decoder rejects bad text anyway.
 """
 
@@ -40,8 +40,8 @@ __all__ = ["WebSocketClient"]
 WS_LIVENESS_DEFAULT = 75.0
 CLEAN_CLOSE_CODES = frozenset({1000, 1001})
 READ_SIZE = 64 * 1024
-"""Bytes asked of each socket read: hundreds of small frames at once in a burst
-(16 to 256 KiB measured the same in ``bench/stream.py``)."""
+"""Bytes asked of each socket read: hundreds of small frames at once in a burst (the
+size hardly matters in ``bench/stream.py``: ``bench/README.md``)."""
 
 
 class WebSocketClient(BaseClient):

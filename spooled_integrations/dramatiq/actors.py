@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dramatiq
 
+from spooled_integrations.dramatiq.publisher import ACTOR
 from spooled_integrations.runtime import Subscription
 from spooled_integrations.runtime.declared import DECLARATION_OPTIONS, declared_subscription
 
@@ -31,7 +32,9 @@ def actor_subscriptions(broker: dramatiq.Broker) -> tuple[list[Subscription], li
     problems: list[str] = []
     for actor_name in sorted(broker.get_declared_actors()):
         actor = broker.get_actor(actor_name)
-        subscription, found = declared_subscription(actor.options, kind="actor", target=actor_name)
+        subscription, found = declared_subscription(
+            actor.options, kind=ACTOR.name, target=actor_name
+        )
         problems.extend(found)
         if subscription is not None:
             subscriptions.append(subscription)

@@ -23,7 +23,6 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Sequence
 from typing import Any
 
 import dramatiq
@@ -31,14 +30,16 @@ from dramatiq import Message
 from dramatiq.common import q_name
 
 from spooled_integrations._suggest import did_you_mean
-from spooled_integrations.errors import PublishError
 from spooled_integrations.protocol import Event
-from spooled_integrations.runtime import Subscription
-from spooled_integrations.runtime.subscriptions import position
+from spooled_integrations.runtime.publisher import TargetPublisher
+from spooled_integrations.runtime.subscriptions import Subscription
+from spooled_integrations.runtime.targets import register_target_kind
 
 __all__ = ["DramatiqPublisher"]
 
 logger = logging.getLogger(__name__)
+
+ACTOR = register_target_kind("actor", description="Dramatiq actor name", framework="Dramatiq")
 
 _QUEUE_KEYS = ("queue_name", "queue")
 _OWN_KEYS = frozenset({*_QUEUE_KEYS, "delay", "priority"})
@@ -47,58 +48,49 @@ _BROKER_OPTIONS = frozenset({"broker_priority"})
 _MAX_PRIORITY = 255
 
 
-class DramatiqPublisher:
-    """A :class:`~spooled_integrations.runtime.Publisher` that enqueues on ``broker``.
+class DramatiqPublisher(TargetPublisher):
+    """A :class:`~spooled_integrations.runtime.publisher.TargetPublisher` that enqueues
+    on ``broker``.
 
     Thread-safe as far as the broker is (all of Dramatiq's are); the runtime calls
     :meth:`publish` from its dispatch thread.
     """
 
     name = "dramatiq"
+    kind = ACTOR.name
 
     def __init__(self, broker: dramatiq.Broker) -> None:
         self.broker = broker
         self._warned: set[str] = set()  # validate() runs more than once per boot
 
-    def validate(self, subscriptions: Sequence[Subscription]) -> list[str]:
+    def check(self, subscription: Subscription, name: str) -> list[str]:
         """Every problem that would lose or misroute a message, one line each."""
         actors = self.broker.get_declared_actors()
         problems: list[str] = []
-        for index, sub in enumerate(subscriptions):
-            where = position(index, sub.name)
-            if sub.task is not None:
-                problems.append(
-                    f"{where}.task: {sub.task!r} is a Celery target; a Dramatiq subscription "
-                    "names an actor (actor=...)"
-                )
-                continue
-            if sub.actor is None:
-                continue
-            if sub.actor not in actors:
-                problems.append(
-                    f"{where}.actor: no actor {sub.actor!r} is declared on this broker"
-                    f"{_suggest(sub.actor, actors)}; declare it, and make sure its module is "
-                    "imported before the worker boots"
-                )
-            problems.extend(f"{where}.options{p}" for p in self._option_problems(sub, actors))
-            if sub.max_age is not None and "max_age" not in self.broker.actor_options:
-                self._warn(
-                    f"{where} has max_age but the broker has no AgeLimit middleware: stale "
-                    "events are dropped before sending, but a message that waits in the "
-                    "queue is not"
-                )
+        if name not in actors:
+            problems.append(
+                f"actor: no actor {name!r} is declared on this broker"
+                f"{_suggest(name, actors)}; declare it, and make sure its module is "
+                "imported before the worker boots"
+            )
+        problems.extend(f"options{p}" for p in self._option_problems(subscription, actors))
+        if subscription.max_age is not None and "max_age" not in self.broker.actor_options:
+            where = f"subscription {subscription.name!r}" if subscription.name else "a rule"
+            self._warn(
+                f"{where} ({subscription.target}) has max_age but the broker has no AgeLimit "
+                "middleware: stale events are dropped before sending, but a message that "
+                "waits in the queue is not"
+            )
         return problems
 
-    def publish(self, subscription: Subscription, payload: Any, event: Event) -> None:
-        """Enqueue ``payload`` as the one argument of the subscription's actor."""
-        if subscription.actor is None:
-            raise PublishError(f"subscription {subscription.name!r} has no actor to send to")
+    def send(self, subscription: Subscription, name: str, payload: Any, event: Event) -> None:
+        """Enqueue ``payload`` as the one argument of actor ``name``."""
         options = dict(subscription.options)
         queue_name = None
         for key in _QUEUE_KEYS:
             queue_name = options.pop(key, None) or queue_name
         if queue_name is None:
-            queue_name = self.broker.get_actor(subscription.actor).queue_name
+            queue_name = self.broker.get_actor(name).queue_name
         delay = options.pop("delay", None)
         priority = options.pop("priority", None)
         if priority is not None:
@@ -107,7 +99,7 @@ class DramatiqPublisher:
             options["max_age"] = _remaining_ms(subscription.max_age, event)
         message: Message[Any] = Message(
             queue_name=queue_name,
-            actor_name=subscription.actor,
+            actor_name=name,
             args=(payload,),
             kwargs={},
             options=options,
@@ -116,7 +108,7 @@ class DramatiqPublisher:
         logger.debug(
             "enqueued %s for actor %s on queue %s (message %s)",
             event.type,
-            subscription.actor,
+            name,
             queue_name,
             message.message_id,
         )

@@ -29,7 +29,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from spooled_integrations import settings as model
-from spooled_integrations._redact import redact
+from spooled_integrations._redact import redact, redact_url
 from spooled_integrations._settings import check_runtime_fields
 from spooled_integrations._suggest import did_you_mean
 from spooled_integrations.client import ConnectionOptions, SubscriptionFilter
@@ -76,6 +76,17 @@ class DramatiqSettings(BaseModel):
     """Fleet coordination of ``delivery="once"`` subscriptions (see the module doc)."""
     shutdown_timeout: float = Field(default=model.SETTINGS["shutdown_timeout"].default, gt=0)
     runtime: dict[str, Any] = Field(default_factory=dict)
+
+    def __repr_args__(self) -> Any:
+        # runtime= may hold a checkpoint URL with a password.
+        for name, value in super().__repr_args__():
+            if name == "runtime" and isinstance(value, dict):
+                yield (
+                    name,
+                    {k: redact_url(v) if isinstance(v, str) else v for k, v in value.items()},
+                )
+            else:
+                yield name, value
 
     @model_validator(mode="before")
     @classmethod
@@ -124,23 +135,28 @@ class _Layers:
         self.values: dict[str, Any] = {}
         self.origins: dict[str, str] = {}
         self.env: dict[str, Any] = {}  # connection and runtime fields from variables
+        self.layers: dict[str, tuple[str, bool]] = {}  # name -> (layer, from an old name)
         self.problems: list[str] = []
 
-    def put(self, name: str, value: Any, origin: str, *, from_env: bool = False) -> None:
+    def put(
+        self, name: str, value: Any, origin: str, *, layer: str, from_env: bool = False
+    ) -> None:
+        """``layer``: ``environment``, ``settings`` or ``argument``; within one layer a
+        new name wins over its old one, whichever comes first."""
         if name in _DEPRECATED:
             new = _DEPRECATED[name].new
             model.warn_deprecated(name, new, where=origin)
-            if (
-                new in self.origins
-                and self.origins[new].split(" ", 1)[-1] == origin.split(" ", 1)[-1]
-            ):
+            if self.layers.get(new) == (layer, False):
                 return  # the new name given in the same layer wins
-            name = new
+            name, deprecated = new, True
+        else:
+            deprecated = False
         if from_env and name in (_CONNECTION_FIELDS | _RUNTIME_FIELDS):
             self.env[name] = value
         else:
             self.values[name] = value
         self.origins[name] = origin
+        self.layers[name] = (layer, deprecated)
 
 
 def resolve_settings(
@@ -170,11 +186,11 @@ def resolve_settings(
             except ValueError as exc:
                 layers.problems.append(f"{variable} (environment): {exc}")
                 continue
-            layers.put(name, value, f"{variable} (environment)", from_env=True)
+            layers.put(name, value, f"{variable} (environment)", layer="environment", from_env=True)
     _read_source(source, layers)
     for name, value in explicit.items():
         if value is not None:
-            layers.put(name, value, f"{name}= (argument)")
+            layers.put(name, value, f"{name}= (argument)", layer="argument")
     values, origins, problems = layers.values, layers.origins, layers.problems
     values["connection"] = _connection(layers)
     problems.extend(_runtime(layers))
@@ -223,7 +239,7 @@ def _read_source(source: Any, layers: _Layers) -> None:
         return
     if isinstance(source, DramatiqSettings):
         for name in DramatiqSettings.model_fields:
-            layers.put(name, getattr(source, name), f"settings.{name}")
+            layers.put(name, getattr(source, name), f"settings.{name}", layer="settings")
         return
     if isinstance(source, Mapping):
         unknown: list[str] = []
@@ -232,7 +248,7 @@ def _read_source(source: Any, layers: _Layers) -> None:
             if found is None:
                 unknown.append(str(key))
             elif value is not None:
-                layers.put(found, value, f"settings[{key!r}]")
+                layers.put(found, value, f"settings[{key!r}]", layer="settings")
         for key in sorted(unknown):
             hint = did_you_mean(key, _ARGUMENTS) or did_you_mean(key, _BY_VARIABLE)
             layers.problems.append(f"settings[{key!r}]: unknown Spooled Dramatiq setting{hint}")
@@ -240,7 +256,7 @@ def _read_source(source: Any, layers: _Layers) -> None:
     for variable, name in _BY_VARIABLE.items():
         value = getattr(source, variable, None)
         if value is not None:
-            layers.put(name, value, f"settings.{variable}")
+            layers.put(name, value, f"settings.{variable}", layer="settings")
 
 
 def _connection(layers: _Layers) -> ConnectionOptions | None:

@@ -30,8 +30,8 @@ from datetime import datetime, timezone
 from typing import Any, Literal
 
 from spooled_integrations._redact import redact
-from spooled_integrations.client.backoff import Backoff
-from spooled_integrations.errors import SpooledError
+from spooled_integrations.client.backoff import Backoff, BackoffPolicy
+from spooled_integrations.errors import SpooledConnectionError, SpooledError
 from spooled_integrations.protocol import Event, format_timestamp
 from spooled_integrations.protocol.timestamps import format_optional
 from spooled_integrations.runtime.checkpoint import MAX_RECENT, Checkpoint, CheckpointStore
@@ -55,7 +55,10 @@ PROBE_EVERY = 30.0
 SETTLE = 1.0
 """A poll sweeps up to this many seconds ago, so live twins have had time to arrive."""
 CHECKPOINT_EVERY = 1.0
+REFUSED_RETRY = 300.0
+"""Seconds before a sweep the server refused (401, 403, 404) is tried again."""
 _REQUEST_ATTEMPTS = 4
+_REQUEST_BACKOFF = BackoffPolicy(base=0.5, cap=10.0, jitter=0.0)  # within one sweep
 _RECOVERED_KEPT = 50_000  # a few polls' worth at a high job rate
 
 PollMode = Literal["off", "auto", "always"]
@@ -347,7 +350,10 @@ class CatchUp:
                 horizon=_dt(horizon),
                 max_requests=self.settings.max_requests,
                 request=retrying(
-                    _REQUEST_ATTEMPTS, _request_backoff, self._stopping.wait, self._count_requests
+                    _REQUEST_ATTEMPTS,
+                    _REQUEST_BACKOFF.delay,
+                    self._stopping.wait,
+                    self._count_requests,
                 ),
                 # Where later sweeps may start: anywhere after this one, at the next poll,
                 # after a gap that begins once this sweep is done.
@@ -377,10 +383,22 @@ class CatchUp:
         if self._stopping.is_set():
             logger.debug("Spooled catch-up: sweep ended by stop(): %s", _error(exc))
             return
-        delay = self._backoff.next_delay()
-        self._retry_at = self._now() + delay
         error = _error(exc)
         self.last_error = error
+        if isinstance(exc, SpooledConnectionError) and exc.status in (401, 403, 404):
+            # Refused, not failing: retrying soon would not help, and the operator must act.
+            self._retry_at = self._now() + REFUSED_RETRY
+            logger.error(
+                "Spooled catch-up: the job list refused the sweep for %s..%s (%s): check the "
+                "base URL and that the API key may list jobs; retrying in %.0fs",
+                format_optional(since),
+                format_optional(until),
+                error,
+                REFUSED_RETRY,
+            )
+            return
+        delay = self._backoff.next_delay()
+        self._retry_at = self._now() + delay
         level = logging.WARNING if self._backoff.failures >= 3 or kind != "poll" else logging.INFO
         logger.log(
             level,
@@ -523,10 +541,6 @@ def _reach(result: SweepResult) -> float:
 
 def _error(exc: BaseException) -> str:
     return redact(f"{type(exc).__name__}: {exc}")
-
-
-def _request_backoff(attempt: int) -> float:
-    return float(min(10.0, 0.5 * 2 ** (attempt - 1)))
 
 
 def _dt(seconds: float) -> datetime:

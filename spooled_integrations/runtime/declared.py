@@ -1,8 +1,8 @@
 """Subscriptions declared on a task or an actor through ``spooled_*`` options.
 
-Celery (``@app.task(spooled_events=[...])``) and Dramatiq
-(``@dramatiq.actor(spooled_events=[...])``) share the option names and their
-meaning; problems are reported with the option the user wrote (``spooled_where.x``),
+Celery (``@app.task(spooled_events=[...])``), Dramatiq
+(``@dramatiq.actor(spooled_events=[...])``) and any framework with a registered
+target kind share the option names and their meaning; problems are reported with the option the user wrote (``spooled_where.x``),
 not the subscription field behind it.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any
 
 from spooled_integrations._suggest import did_you_mean
 from spooled_integrations.errors import SubscriptionError
@@ -42,9 +42,10 @@ def as_option(problem: str) -> str:
 
 
 def declared_subscription(
-    options: Mapping[str, Any], *, kind: Literal["task", "actor"], target: str
+    options: Mapping[str, Any], *, kind: str, target: str
 ) -> tuple[Subscription | None, list[str]]:
-    """The subscription ``options`` declare for task/actor ``target``, and its problems.
+    """The subscription ``options`` declare for ``target`` of a registered ``kind``
+    (``"task"``, ``"actor"``...), and its problems.
 
     ``(None, [])`` when no ``spooled_*`` option is set. Problems read
     ``task 'billing.on_done': spooled_events[0]: unknown event 'job.done' ...``.
@@ -67,7 +68,7 @@ def declared_subscription(
             f"{owner}: spooled_events: missing; the other spooled_* options only narrow it"
         )
         return None, problems
-    data[kind] = target
+    data["target_kind"], data["target_name"] = kind, target
     data.setdefault("name", f"{kind}:{target}")
     try:
         return Subscription(**data), problems

@@ -13,8 +13,9 @@ liveness). The dispatch thread takes frames in order, decodes each into its even
 3. sends :data:`~spooled_integrations.runtime.signals.spooled_signal`, receiver by
    receiver;
 4. routes it and publishes to each matching target, retrying failed publishes with
-   exponential backoff inside a bounded budget; when the budget runs out the publish
-   is dropped, counted and signalled.
+   the package's one backoff policy inside a bounded budget (``publish_with_retry``
+   in :mod:`~spooled_integrations.runtime.publisher`); when the budget runs out the
+   publish is dropped, counted and signalled.
 
 With a :class:`~spooled_integrations.runtime.coordination.Coordinator`, step 4 hands
 ``delivery="once"`` targets to it instead (it publishes them only if this node should,
@@ -26,7 +27,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import queue
-import random
 import threading
 import time
 from collections.abc import Callable
@@ -34,12 +34,11 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from spooled_integrations._redact import redact
 from spooled_integrations.protocol import Event, EventType
 from spooled_integrations.runtime.coordination.base import Coordinator, DispatchHooks
 from spooled_integrations.runtime.dedupe import DuplicateFilter
 from spooled_integrations.runtime.metrics import Metrics
-from spooled_integrations.runtime.publisher import Publisher
+from spooled_integrations.runtime.publisher import Publisher, RetryPolicy, publish_with_retry
 from spooled_integrations.runtime.router import Router
 from spooled_integrations.runtime.signals import event_dropped, send_event, send_isolated
 from spooled_integrations.runtime.subscriptions import Subscription
@@ -53,34 +52,6 @@ DEFAULT_QUEUE_SIZE = 10_000
 _PING = EventType.PING.value
 _WAKE = object()  # queued by stop() to wake a thread blocked on an empty queue
 _TICK_EVERY = 0.5  # seconds: the tick runs at least this often
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Publish retries: ``attempts`` in total, all within ``budget`` seconds.
-
-    The delay before retry *n* is ``initial_delay * 2**(n-1)``, capped at ``max_delay``,
-    minus up to ``jitter`` (a fraction) so a fleet does not retry in lockstep.
-    """
-
-    attempts: int = 5
-    budget: float = 30.0
-    initial_delay: float = 0.2
-    max_delay: float = 5.0
-    jitter: float = 0.2
-
-    def __post_init__(self) -> None:
-        if self.attempts < 1:
-            raise ValueError("attempts must be >= 1")
-        if self.budget < 0 or self.initial_delay < 0 or self.max_delay < 0:
-            raise ValueError("budget and delays must be >= 0")
-        if not 0 <= self.jitter <= 1:
-            raise ValueError("jitter must be between 0 and 1")
-
-    def delay(self, attempt: int) -> float:
-        """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
-        base: float = min(self.max_delay, self.initial_delay * 2.0 ** (attempt - 1))
-        return base * (1 - self.jitter * random.random())
 
 
 class Batch(NamedTuple):
@@ -145,7 +116,8 @@ class Dispatcher:
         self._submit_lock = threading.Lock()
         self._retry = retry or RetryPolicy()
         self._max_age = max_age
-        # Parsing the timestamp costs ~1.5 us: only when some max_age needs the age.
+        # Parsing a timestamp costs more than most steps of an event: only when some
+        # max_age needs the age.
         self._needs_age = max_age is not None or any(
             s.max_age is not None for s in router.subscriptions
         )
@@ -529,43 +501,43 @@ class Dispatcher:
             self._drop(event, "publish_failed", f"{label}: no publisher configured")
             return
         payload = subscription.build_payload(event)
-        started = time.monotonic()
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                self._publisher.publish(subscription, payload, event)
-            except Exception as exc:
-                error = redact(f"{type(exc).__name__}: {exc}")
-                delay = self._retry.delay(attempt)
-                spent = time.monotonic() - started
-                if attempt >= self._retry.attempts or spent + delay > self._retry.budget:
-                    logger.error(
-                        "publishing %s to %s failed after %d attempt(s) in %.1fs: %s",
-                        event.type,
-                        label,
-                        attempt,
-                        spent,
-                        error,
-                    )
-                    self._drop(
-                        event, "publish_failed", f"{label}: {error} (after {attempt} attempts)"
-                    )
-                    return
-                self.metrics.incr("publish_retries")
-                logger.warning(
-                    "publishing %s to %s failed (attempt %d), retrying in %.2fs: %s",
-                    event.type,
-                    label,
-                    attempt,
-                    delay,
-                    error,
-                )
-                if self._abandon.wait(delay):
-                    return  # stop() gave up on us; counted as left there
-            else:
-                self.metrics.incr("published")
-                return
+
+        def retrying(attempt: int, delay: float, error: str) -> None:
+            self.metrics.incr("publish_retries")
+            logger.warning(
+                "publishing %s to %s failed (attempt %d), retrying in %.2fs: %s",
+                event.type,
+                label,
+                attempt,
+                delay,
+                error,
+            )
+
+        outcome = publish_with_retry(
+            self._publisher,
+            subscription,
+            payload,
+            event,
+            self._retry,
+            wait=self._abandon.wait,
+            on_retry=retrying,
+        )
+        if outcome.published:
+            self.metrics.incr("published")
+        elif not outcome.abandoned:  # abandoned: stop() gave up on us; counted as left there
+            logger.error(
+                "publishing %s to %s failed after %d attempt(s) in %.1fs: %s",
+                event.type,
+                label,
+                outcome.attempts,
+                outcome.spent,
+                outcome.error,
+            )
+            self._drop(
+                event,
+                "publish_failed",
+                f"{label}: {outcome.error} (after {outcome.attempts} attempts)",
+            )
 
     # -- helpers -------------------------------------------------------------------
 

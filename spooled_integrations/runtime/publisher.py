@@ -1,25 +1,40 @@
 """How the runtime reaches targets: a small interface each framework module implements.
 
 The runtime stays framework-neutral: it only knows that a :class:`Publisher` can check
-subscriptions at boot and hand one payload to one subscription's target. The Celery
-module implements it with ``app.send_task``, the Dramatiq module with
-``actor.send_with_options``. :class:`RecordingPublisher` records instead, for this
-package's tests and for users' tests of their subscription files.
+subscriptions at boot and hand one payload to one subscription's target. A framework
+module subclasses :class:`TargetPublisher`, which serves one registered target kind
+(:mod:`~spooled_integrations.runtime.targets`): the Celery module with
+``app.send_task``, the Dramatiq module with ``broker.enqueue``. Every publisher's
+failures are retried the same way, by :func:`publish_with_retry` under a
+:class:`RetryPolicy`. :class:`RecordingPublisher` records instead, for this package's
+tests and for users' tests of their subscription files.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from spooled_integrations._redact import redact
+from spooled_integrations.client.backoff import BackoffPolicy
 from spooled_integrations.errors import PublishError
 from spooled_integrations.protocol import Event
 from spooled_integrations.runtime.subscriptions import Subscription, position
+from spooled_integrations.runtime.targets import target_kind
 
-__all__ = ["PublishedCall", "Publisher", "RecordingPublisher"]
+__all__ = [
+    "PublishOutcome",
+    "PublishedCall",
+    "Publisher",
+    "RecordingPublisher",
+    "RetryPolicy",
+    "TargetPublisher",
+    "publish_with_retry",
+]
 
 
 @runtime_checkable
@@ -40,6 +55,143 @@ class Publisher(Protocol):
     def validate(self, subscriptions: Sequence[Subscription]) -> list[str]: ...
 
     def publish(self, subscription: Subscription, payload: Any, event: Event) -> None: ...
+
+
+class TargetPublisher(ABC):
+    """The base of framework publishers: one target kind, checked and sent.
+
+    A subclass sets :attr:`name` (``"celery"``) and :attr:`kind` (a registered target
+    kind, ``"task"``) and supplies :meth:`check` (problems of one rule of its kind:
+    unknown target, bad options) and :meth:`send`. The base reports rules naming
+    another framework's kind, prefixes problems with the rule's position, and refuses
+    to publish what is not its kind; retries are :func:`publish_with_retry`'s.
+    """
+
+    name: str
+    kind: str
+
+    def check(self, subscription: Subscription, name: str) -> list[str]:
+        """Problems of a rule that targets ``name`` of this kind, ``"<field>: ..."``."""
+        return []
+
+    @abstractmethod
+    def send(self, subscription: Subscription, name: str, payload: Any, event: Event) -> None:
+        """Hand ``payload`` to target ``name``; raise on failure (it is retried)."""
+
+    def problems(self, subscription: Subscription) -> list[str]:
+        """Problems of one rule, each ``"<field>: <message>"`` (none for signal-only)."""
+        kind, name = subscription.target_kind, subscription.target_name
+        if kind is None or name is None:
+            return []
+        if kind != self.kind:
+            return [self._foreign(kind, name)]
+        return self.check(subscription, name)
+
+    def validate(self, subscriptions: Sequence[Subscription]) -> list[str]:
+        return [
+            f"{position(index, sub.name)}.{problem}"
+            for index, sub in enumerate(subscriptions)
+            for problem in self.problems(sub)
+        ]
+
+    def publish(self, subscription: Subscription, payload: Any, event: Event) -> None:
+        name = subscription.target_name
+        if subscription.target_kind != self.kind or name is None:
+            raise PublishError(
+                f"the {self.name} publisher sends to {self.kind} targets, not to "
+                f"{subscription.target or 'signal receivers'}"
+            )
+        self.send(subscription, name, payload, event)
+
+    def _foreign(self, kind: str, name: str) -> str:
+        mine, theirs = target_kind(self.kind), target_kind(kind)
+        framework = mine.framework if mine is not None else self.name
+        owner = f"a {theirs.framework} target" if theirs is not None else "an unknown target kind"
+        return (
+            f"{kind}: {name!r} is {owner}; a {framework} worker publishes to "
+            f"{self.kind} targets (use {self.kind!r})"
+        )
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Publish retries: ``attempts`` in total, all within ``budget`` seconds.
+
+    The delay before retry *n* is the package's :class:`BackoffPolicy`:
+    ``initial_delay * 2**(n-1)``, capped at ``max_delay``, minus up to ``jitter`` (a
+    fraction) so a fleet does not retry in lockstep.
+    """
+
+    attempts: int = 5
+    budget: float = 30.0
+    initial_delay: float = 0.2
+    max_delay: float = 5.0
+    jitter: float = 0.2
+    backoff: BackoffPolicy = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.attempts < 1:
+            raise ValueError("attempts must be >= 1")
+        if self.budget < 0 or self.initial_delay < 0 or self.max_delay < 0:
+            raise ValueError("budget and delays must be >= 0")
+        if not 0 <= self.jitter <= 1:
+            raise ValueError("jitter must be between 0 and 1")
+        policy = BackoffPolicy(self.initial_delay, self.max_delay, self.jitter)
+        object.__setattr__(self, "backoff", policy)
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
+        return self.backoff.delay(attempt)
+
+
+@dataclass(frozen=True)
+class PublishOutcome:
+    """What :func:`publish_with_retry` did: ``error`` is ``None`` once published."""
+
+    attempts: int
+    spent: float
+    error: str | None = None
+    abandoned: bool = False
+    """The ``wait`` between attempts returned true (the dispatcher is giving up)."""
+
+    @property
+    def published(self) -> bool:
+        return self.error is None
+
+
+def publish_with_retry(
+    publisher: Publisher,
+    subscription: Subscription,
+    payload: Any,
+    event: Event,
+    policy: RetryPolicy,
+    *,
+    wait: Callable[[float], bool],
+    on_retry: Callable[[int, float, str], None] | None = None,
+) -> PublishOutcome:
+    """Publish, retrying failures with ``policy``'s backoff inside its attempts and budget.
+
+    ``wait(seconds)`` sleeps between attempts and returns true to give up (a stop);
+    ``on_retry(attempt, delay, error)`` runs before each wait. Errors are redacted text.
+    """
+    started = time.monotonic()
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            publisher.publish(subscription, payload, event)
+        except Exception as exc:
+            error = redact(f"{type(exc).__name__}: {exc}")
+            delay = policy.delay(attempt)
+            spent = time.monotonic() - started
+            if attempt >= policy.attempts or spent + delay > policy.budget:
+                return PublishOutcome(attempt, spent, error)
+            if on_retry is not None:
+                on_retry(attempt, delay, error)
+            if wait(delay):
+                return PublishOutcome(attempt, time.monotonic() - started, error, abandoned=True)
+        else:
+            return PublishOutcome(attempt, time.monotonic() - started)
 
 
 @dataclass(frozen=True, slots=True)

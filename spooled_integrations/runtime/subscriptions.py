@@ -1,9 +1,10 @@
 """Declarative subscriptions: which events go where, validated once with every problem.
 
 A :class:`Subscription` names events (canonical names, aliases, globs such as
-``job.*``, or ``*``), narrows them with filters, and names at most one target: a
-Celery ``task`` or a Dramatiq ``actor`` (none means "signal receivers only", useful to
-document intent and to see the events in ``check``). :func:`load_subscriptions` reads
+``job.*``, or ``*``), narrows them with filters, and names at most one target with the key of its kind: a
+Celery ``task``, a Dramatiq ``actor``, or any kind a framework module registered
+(:mod:`~spooled_integrations.runtime.targets`); none means "signal receivers only",
+useful to document intent and to see the events in ``check``. :func:`load_subscriptions` reads
 Python objects or a TOML/YAML file and raises one
 :class:`~spooled_integrations.errors.SubscriptionError` listing every problem with
 its position, so a bad deploy shows the whole list at once instead of one error per
@@ -34,6 +35,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    ModelWrapValidatorHandler,
     PrivateAttr,
     ValidationError,
     field_validator,
@@ -43,6 +45,7 @@ from pydantic import (
 from spooled_integrations._suggest import did_you_mean
 from spooled_integrations.errors import ConfigurationError, SubscriptionError
 from spooled_integrations.protocol import Event, EventType, resolve, wire_dotted_name, wire_variant
+from spooled_integrations.runtime.targets import target_kind, target_kinds
 
 __all__ = ["Subscription", "SubscriptionSet", "expand_events", "load_subscriptions", "position"]
 
@@ -141,8 +144,10 @@ class Subscription(BaseModel):
     job_id: str | list[str] | None = None
     worker_id: str | list[str] | None = None
     where: dict[str, Any] = Field(default_factory=dict)
-    task: str | None = None
-    actor: str | None = None
+    target_kind: str | None = None
+    """The registered kind of the target (``task``, ``actor``...); set from its key."""
+    target_name: str | None = None
+    """The task, actor... name; ``{"task": "x"}`` is ``target_kind="task", target_name="x"``."""
     delivery: Literal["once", "every_node"] = "once"
     payload: Literal["event", "data"] = "event"
     options: dict[str, Any] = Field(default_factory=dict)
@@ -150,6 +155,7 @@ class Subscription(BaseModel):
 
     _types: frozenset[str] = PrivateAttr(default=frozenset())
     _matches_all: bool = PrivateAttr(default=False)
+    _target_problems: tuple[str, ...] = PrivateAttr(default=())
 
     def __init__(self, **data: Any) -> None:
         try:
@@ -168,6 +174,34 @@ class Subscription(BaseModel):
         """
         instance = cls.__new__(cls)
         cls.__pydantic_validator__.validate_python(dict(data), self_instance=instance)
+        return instance
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _target_key(
+        cls, data: Any, handler: ModelWrapValidatorHandler[Subscription]
+    ) -> Subscription:
+        """``{"task": "x"}`` -> ``target_kind="task", target_name="x"`` for every
+        registered kind; problems (two targets, a non-string name) wait for
+        :meth:`problems`, so they are reported with the others."""
+        if not isinstance(data, Mapping):
+            return handler(data)
+        given = [key for key in data if isinstance(key, str) and _is_kind_key(key)]
+        if not given:
+            return handler(data)
+        rest = {key: value for key, value in data.items() if key not in given}
+        problems = []
+        explicit = [key for key in ("target_kind", "target_name") if key in rest]
+        if len(given) > 1 or explicit:
+            problems.append(f"{'/'.join(given + explicit)}: give one target, not both")
+        kind, name = given[0], data[given[0]]
+        if not explicit:
+            if isinstance(name, str):
+                rest["target_kind"], rest["target_name"] = kind, name
+            elif name is not None:
+                problems.append(f"{kind}: must be a string, got {type(name).__name__}")
+        instance = handler(rest)
+        instance._target_problems = tuple(problems)
         return instance
 
     @field_validator("events", mode="before")
@@ -203,12 +237,20 @@ class Subscription(BaseModel):
 
     @property
     def target(self) -> str | None:
-        """``task:<name>``, ``actor:<name>``, or ``None`` for signal-only rules."""
-        if self.task is not None:
-            return f"task:{self.task}"
-        if self.actor is not None:
-            return f"actor:{self.actor}"
-        return None
+        """``<kind>:<name>`` (``task:billing.on_done``), or ``None`` for signal-only rules."""
+        if self.target_kind is None or self.target_name is None:
+            return None
+        return f"{self.target_kind}:{self.target_name}"
+
+    @property
+    def task(self) -> str | None:
+        """The Celery task name (read-only; kept for code written before target kinds)."""
+        return self.target_name if self.target_kind == "task" else None
+
+    @property
+    def actor(self) -> str | None:
+        """The Dramatiq actor name (read-only; kept for code written before target kinds)."""
+        return self.target_name if self.target_kind == "actor" else None
 
     def filter_values(
         self, field: Literal["queue", "job_id", "worker_id"]
@@ -232,12 +274,9 @@ class Subscription(BaseModel):
             problems.append("events: empty; list at least one event name, alias or glob")
         types, matches_all, event_problems = expand_events(self.events)
         problems.extend(event_problems)
-        if self.task is not None and self.actor is not None:
-            problems.append("task/actor: give one target, not both")
-        for field in ("task", "actor", "name"):
-            value = getattr(self, field)
-            if value is not None and not value.strip():
-                problems.append(f"{field}: empty string")
+        problems.extend(self._target_problems or _target_problems(self))
+        if self.name is not None and not self.name.strip():
+            problems.append("name: empty string")
         if types and not matches_all:
             problems.extend(_impossible_filters(self, types))
         for field in ("queue", "job_id", "worker_id"):
@@ -252,6 +291,40 @@ class Subscription(BaseModel):
         except (TypeError, ValueError) as exc:
             problems.append(f"options: not JSON-serializable ({exc})")
         return problems
+
+
+def _is_kind_key(key: str) -> bool:
+    return key not in Subscription.model_fields and target_kind(key) is not None
+
+
+def _target_problems(sub: Subscription) -> list[str]:
+    kind, name = sub.target_kind, sub.target_name
+    if kind is None and name is None:
+        return []
+    if kind is None or name is None:
+        return ["target_kind/target_name: give both or neither"]
+    if target_kind(kind) is None:
+        known = target_kinds()
+        return [
+            f"target_kind: unknown target kind {kind!r}{did_you_mean(kind, known)}; "
+            f"registered: {', '.join(known)} (a framework module registers its kind "
+            "when it is imported)"
+        ]
+    if not name.strip():
+        return [f"{kind}: empty string"]
+    return []
+
+
+def _unknown_field(key: str) -> str:
+    """``unknown field``, with the field or target kind it may be a typo of."""
+    kinds = target_kinds()
+    hint = did_you_mean(key, [*Subscription.model_fields, *kinds])
+    if hint:
+        return f"unknown field{hint}"
+    return (
+        f"unknown field (a target is named by its kind: {', '.join(kinds)}; a framework "
+        "module registers its own kind when it is imported)"
+    )
 
 
 def _impossible_filters(sub: Subscription, types: frozenset[str]) -> list[str]:
@@ -301,7 +374,7 @@ def _validation_problems(exc: ValidationError) -> list[str]:
         loc = _loc(error["loc"])
         message = error["msg"]
         if error["type"] == "extra_forbidden":
-            message = "unknown field"
+            message = _unknown_field(str(error["loc"][-1])) if error["loc"] else "unknown field"
         elif message.startswith("Value error, "):
             message = message[len("Value error, ") :]
         problems.append(f"{loc}: {message}" if loc else message)
@@ -345,7 +418,7 @@ class SubscriptionSet(Sequence[Subscription]):
 
     @property
     def targets(self) -> list[Subscription]:
-        """The subscriptions that publish to a task or an actor."""
+        """The subscriptions that publish to a target (a task, an actor...)."""
         return [s for s in self._items if s.target is not None]
 
 

@@ -8,6 +8,7 @@ transition: exactly once, whether it arrived live or was recovered.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -456,3 +457,20 @@ def test_a_restart_between_polls_loses_nothing_on_a_stream_of_pings(
         assert wait_until(lambda: len(publisher.calls) >= 10, 15)
         time.sleep(0.5)
         assert runs(publisher) == Counter(done)
+
+
+def test_a_refused_job_list_is_an_error_naming_the_url_and_not_hammered(
+    emu_default: Emulator, make_runtime: RuntimeFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    emu = emu_default
+    emu.reject_rest(1, 404)  # the start's sweep: a wrong base path, say
+    publisher = RecordingPublisher()
+    runtime = make_runtime(emu, publisher, subscriptions=ROUTE, catch_up_poll="off")
+    with caplog.at_level(logging.ERROR, logger="spooled_integrations.runtime.catchup"):
+        runtime.start()
+        assert wait_until(lambda: runtime.status()["catch_up"]["last_error"] is not None)
+        time.sleep(1.5)  # no retry storm: the next try is minutes away
+    assert emu.counters["rest_rejected"] == 1 and emu.counters["rest_list"] == 0
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1 and f"{emu.base_url}/api/v1/jobs" in errors[0], errors
+    assert "404" in errors[0] and emu.api_key not in errors[0]

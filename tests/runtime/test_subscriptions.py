@@ -79,7 +79,7 @@ def test_every_problem_is_reported_with_its_position():
     ]
     assert problems_of(source) == [
         "subscriptions[1].events: empty; list at least one event name, alias or glob",
-        "subscriptions[2] (name='emails-done').evnts: unknown field",
+        "subscriptions[2] (name='emails-done').evnts: unknown field (did you mean 'events'?)",
         "subscriptions[2] (name='emails-done').events[1]: unknown event 'job.complete' "
         "(did you mean 'job.completed'?)",
         "subscriptions[2] (name='emails-done').task/actor: give one target, not both",
