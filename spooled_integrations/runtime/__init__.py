@@ -7,7 +7,13 @@ in :meth:`~SpooledRuntime.start`.
 from spooled_integrations.runtime.dedupe import DuplicateFilter
 from spooled_integrations.runtime.dispatcher import Dispatcher, DrainReport, RetryPolicy
 from spooled_integrations.runtime.metrics import Metrics
-from spooled_integrations.runtime.publisher import PublishedCall, Publisher, RecordingPublisher
+from spooled_integrations.runtime.publisher import (
+    PublishedCall,
+    Publisher,
+    RecordingPublisher,
+    TargetPublisher,
+    publish_with_retry,
+)
 from spooled_integrations.runtime.router import Router
 from spooled_integrations.runtime.runtime import RuntimeConfig, SpooledRuntime
 from spooled_integrations.runtime.signals import (
@@ -25,6 +31,7 @@ from spooled_integrations.runtime.subscriptions import (
     SubscriptionSet,
     load_subscriptions,
 )
+from spooled_integrations.runtime.targets import TargetKind, register_target_kind, target_kinds
 
 __all__ = [
     "Dispatcher",
@@ -40,13 +47,18 @@ __all__ = [
     "SpooledRuntime",
     "Subscription",
     "SubscriptionSet",
+    "TargetKind",
+    "TargetPublisher",
     "caught_up",
     "connection_state_changed",
     "event_dropped",
     "leadership_changed",
     "load_subscriptions",
+    "publish_with_retry",
     "receiver_failed",
+    "register_target_kind",
     "send_isolated",
     "spooled_signal",
     "stream_gap",
+    "target_kinds",
 ]
