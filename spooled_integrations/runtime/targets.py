@@ -48,9 +48,10 @@ _kinds: dict[str, TargetKind] = {
 def register_target_kind(name: str, *, description: str, framework: str) -> TargetKind:
     """Make ``name`` a subscription key that names a ``framework`` target; returns the kind.
 
-    Idempotent for the same framework (the latest description wins). Raises
-    :class:`ValueError` when another framework registered ``name`` already, or when
-    ``name`` is not a lower-case identifier or is a subscription field.
+    Idempotent (the latest description wins); another framework registering the same
+    name shares it (``framework`` then reads ``"Celery or Huey"``). Raises
+    :class:`ValueError` when ``name`` is not a lower-case identifier or is a
+    subscription field.
     """
     if not _NAME.match(name):
         raise ValueError(f"target kind {name!r}: use a lower-case identifier")
@@ -58,15 +59,13 @@ def register_target_kind(name: str, *, description: str, framework: str) -> Targ
 
     if name in Subscription.model_fields:
         raise ValueError(f"target kind {name!r} is a subscription field")
-    kind = TargetKind(name, description, framework)
     with _lock:
         known = _kinds.get(name)
-        if known is not None and known.framework != framework:
-            raise ValueError(
-                f"target kind {name!r} is registered by {known.framework}; "
-                f"{framework} needs another name"
-            )
-        _kinds[name] = kind
+        if known is not None:
+            # One key may serve several frameworks (Celery and Huey both run a "task").
+            served = known.framework.split(" or ")
+            framework = " or ".join(served if framework in served else [*served, framework])
+        kind = _kinds[name] = TargetKind(name, description, framework)
     return kind
 
 
