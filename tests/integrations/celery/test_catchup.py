@@ -22,6 +22,7 @@ import pytest
 
 from spooled_integrations.testing import Emulator
 
+from ...conftest import wait_until
 from .conftest import WorkerProcess
 
 pytestmark = pytest.mark.slow
@@ -66,12 +67,7 @@ def derived(records: list[dict[str, Any]]) -> dict[str, str | None]:
 def wait_for(
     condition: Callable[[], bool], what: str, workers: tuple[WorkerProcess, ...], timeout: float
 ) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    if condition():
+    if wait_until(condition, timeout, interval=0.05):
         return
     logs = "\n".join(f"--- {w.node} (exit {w.proc.poll()}) ---\n{w.output()}" for w in workers)
     pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}\n{logs}")

@@ -23,6 +23,7 @@ import pytest
 
 from spooled_integrations.testing import Emulator
 
+from ...conftest import wait_until
 from .conftest import DramatiqRun
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis]
@@ -82,12 +83,7 @@ def runs_per_job(*runs: DramatiqRun) -> Counter[tuple[str, str]]:
 def wait_for(
     condition: Callable[[], bool], what: str, runs: list[DramatiqRun], timeout: float
 ) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    if condition():
+    if wait_until(condition, timeout, interval=0.05):
         return
     logs = "\n".join(f"--- run {i} ---\n{run.log_text()}" for i, run in enumerate(runs))
     pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}\n{logs}")
