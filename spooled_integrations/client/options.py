@@ -56,6 +56,10 @@ class ConnectionOptions(BaseModel):
     liveness_timeout: float | None = Field(default=None, gt=0)
     """Silence after which a connection counts as dead; ``None``: 75 s on WebSocket
     (2.5 x the 30 s server ping), 45 s on SSE (3 x the 15 s keep-alive)."""
+    token_cache: str = "auto"
+    """Where the access JWT is kept between the processes and restarts of this node:
+    ``"auto"`` (a file only this user can read, in the user's cache directory), a
+    directory path, or ``"off"``."""
     verify_tls: bool = True
     extra_headers: dict[str, str] = Field(default_factory=dict)
     max_frame_bytes: int = Field(default=1024 * 1024, gt=0)

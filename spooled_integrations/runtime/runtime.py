@@ -104,6 +104,10 @@ class RuntimeConfig(BaseModel):
     dedupe_window: float = Field(default=60.0, ge=0)
     """Seconds within which a repeated job transition is suppressed (0 disables)."""
     dedupe_max_entries: int = Field(default=100_000, ge=1)
+    coalesce_window: float = Field(default=0.05, ge=0)
+    """Seconds a job transition waits for its twin (the status change and the direct
+    ``JobCompleted``/``JobFailed`` of one transition), so the delivered event carries
+    the fields of both; ``0``: deliver the first form at once."""
     max_age: float | None = Field(default=None, gt=0)
     """Drop every event older than this many seconds (server timestamp) before signals."""
     publish_attempts: int = Field(default=5, ge=1)
