@@ -83,6 +83,16 @@ def _restore_root_logging() -> Iterator[None]:
     root.handlers[:] = handlers
 
 
+@pytest.fixture(autouse=True)
+def _own_token_cache(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each test (and the workers it starts) gets its own JWT cache directory: the
+    default, ``~/.cache/spooled-integrations``, would carry logins and refusals from
+    one test to the next."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
+
+
 def wait_until(condition: Callable[[], Any], timeout: float = 10.0, interval: float = 0.01) -> bool:
     """Poll ``condition`` until it holds or ``timeout`` passes; its last answer."""
     deadline = time.monotonic() + timeout

@@ -102,7 +102,9 @@ def run(args: argparse.Namespace) -> int:
         _note(f"listening on {options.base_url} ({args.transport}); Ctrl-C to stop")
         runtime.start()
         while not listener.stop.wait(0.5):
-            pass
+            if runtime.health == "refused":  # at a terminal, say so and stop
+                listener.gave_up.set()
+                break
     finally:
         runtime.stop(timeout=5.0)
         listener.disconnect()

@@ -11,6 +11,7 @@ read returns at once — that is what keeps ``disconnect()`` under a second) and
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -19,12 +20,18 @@ from datetime import datetime, timezone
 from typing import Any, Literal, Protocol, TypeVar, overload
 
 from spooled_integrations._redact import redact
-from spooled_integrations.client.auth import TokenProvider
+from spooled_integrations.client.auth import (
+    LoginDeferred,
+    LoginRateLimited,
+    TokenProvider,
+    is_refusal,
+)
 from spooled_integrations.client.backoff import Backoff
 from spooled_integrations.client.options import (
     ConnectionOptions,
     ConnectionState,
     SubscriptionFilter,
+    liveness_problem,
 )
 from spooled_integrations.errors import (
     AuthError,
@@ -78,6 +85,32 @@ _PING = EventType.PING.value
 
 CLEAN_CLOSE_DELAY = 0.1
 """Pause before reconnecting after a clean close of a healthy stream (30-min cap)."""
+LOGIN_RETRY_CAP = 10.0
+"""Longest wait after a login 429: refused logins are not counted by the limiter and
+its window frees within a minute, so a node checks every few seconds."""
+
+
+def refusal_hint(exc: BaseException) -> str:
+    """What to check after a refusal, for the log an operator reads."""
+    status = getattr(exc, "status", None)
+    if status == 404:
+        return (
+            "Check SPOOLED_BASE_URL (and SPOOLED_WS_URL): it should be the API root, such "
+            "as https://api.spooled.cloud, with no path"
+        )
+    if status == 400:
+        return "Check SPOOLED_API_KEY: the server calls it malformed"
+    if isinstance(exc, AuthError):
+        return (
+            "Check SPOOLED_API_KEY (or SPOOLED_TOKEN): mistyped, revoked, expired, or "
+            "from another environment than SPOOLED_BASE_URL"
+        )
+    return "Check SPOOLED_BASE_URL and the credentials"
+
+
+def _minutes(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
 
 
 @dataclass
@@ -94,6 +127,9 @@ class ClientStats:
     connected_since: datetime | None = None
     last_frame_at: datetime | None = None
     last_error: str | None = None
+    refused_until: datetime | None = None
+    """While the credentials or URL are refused: when the next attempt is due."""
+    refused_reason: str | None = None
 
 
 class RealtimeClient(Protocol):
@@ -130,6 +166,9 @@ class BaseClient:
         self.filter = filter
         self.stats = ClientStats()
         self._log = options.effective_logger
+        problem = liveness_problem(self.transport, options.liveness_timeout)
+        if problem:
+            self._log.warning("Spooled %s: %s", self.transport, problem)
         self._tokens = TokenProvider(options)
         self._state = ConnectionState.DISCONNECTED
         self._state_lock = threading.Lock()
@@ -353,18 +392,21 @@ class BaseClient:
                 )
                 try:
                     session = self._open(force_login=auth_retried)
-                except AuthError as exc:
-                    stale = self._tokens.can_refresh and not self._tokens.fresh
-                    if stale and not auth_retried:
-                        auth_retried = True  # one fresh login and one retry, then stop
-                        self._log.info("Spooled refused the token; logging in again once")
-                        continue
-                    self._give_up(exc)
-                    return
-                except SpooledConnectionError as exc:
-                    if self._is_fatal(exc):
-                        self._give_up(exc)
+                except LoginDeferred as exc:
+                    if not self._wait_out_refusal(exc):
                         return
+                    continue
+                except SpooledConnectionError as exc:
+                    stale = self._tokens.can_refresh and not self._tokens.fresh
+                    if isinstance(exc, AuthError) and stale and not auth_retried:
+                        auth_retried = True  # a cached JWT refused: one fresh login first
+                        self._log.info("Spooled refused the token; logging in again")
+                        continue
+                    auth_retried = False
+                    if is_refusal(exc):
+                        if not self._refused(exc):
+                            return
+                        continue
                     delay = self._failed_attempt(exc, backoff)
                     if delay is None:
                         return
@@ -396,6 +438,63 @@ class BaseClient:
             self._first_outcome.set()
             self._set_state(ConnectionState.DISCONNECTED)
 
+    @property
+    def health(self) -> str:
+        """``connected``, ``connecting``, ``reconnecting``, ``refused`` (credentials or URL
+        refused; retried slowly) or ``disconnected``: what a probe or status shows."""
+        if self.stats.refused_until is not None and self._state != ConnectionState.CONNECTED:
+            return "refused"
+        return self._state.value
+
+    def _refused(self, exc: SpooledConnectionError) -> bool:
+        """A refusal (401/403/404…): retried on the slow schedule, shared with every
+        process that shares the JWT, never given up; ``False`` to stop (``connect()``
+        or ``auto_reconnect=False``)."""
+        if self._fail_fast or not self.options.auto_reconnect:
+            self._give_up(exc)
+            return False
+        record = self._tokens.note_refused(exc)
+        text = redact(str(exc), *self._tokens.secrets())
+        self.stats.last_error = f"{type(exc).__name__}: {text}"
+        self.last_error = exc
+        shared = self._tokens.shared_with
+        self._log.error(
+            "Spooled %s: %s. %s. Listening is suspended (the worker keeps running); "
+            "next attempt in %s%s.",
+            self.transport,
+            text,
+            refusal_hint(exc),
+            _minutes(record.refused_until - time.time()),
+            f", made once for {' and '.join(shared)}" if shared else "",
+        )
+        self._emit_error(exc)
+        return self._wait_until(record.refused_until, text)
+
+    def _wait_out_refusal(self, exc: LoginDeferred) -> bool:
+        """Another sharer was refused: wait for its schedule without a login of our own."""
+        if self._fail_fast:  # connect() raises what the refusal was
+            kind = AuthError if exc.status in (401, 403) else SpooledConnectionError
+            self._first_error = kind(str(exc), status=exc.status)
+            return False
+        if self.stats.refused_reason != exc.reason:
+            self._log.warning(
+                "Spooled %s: waiting, the credentials were refused (%s); the next attempt, "
+                "made once for %s, is in %s",
+                self.transport,
+                exc.reason,
+                exc.where,
+                _minutes(exc.until - time.time()),
+            )
+        return self._wait_until(exc.until, exc.reason)
+
+    def _wait_until(self, until: float, reason: str) -> bool:
+        self.stats.refused_until = datetime.fromtimestamp(until, timezone.utc)
+        self.stats.refused_reason = reason
+        self._set_state(ConnectionState.RECONNECTING)
+        # A little past the time, so the sharer whose refusal it was tries first.
+        self._sleep(max(0.0, until - time.time()) + random.uniform(0.0, 2.0))
+        return True
+
     def _session(self, session: Any) -> tuple[ReadOutcome | None, bool]:
         """Run one connected session; returns how it ended and whether it was healthy."""
         connected_at = time.monotonic()
@@ -403,6 +502,10 @@ class BaseClient:
         self.stats.connects += 1
         self.stats.connected_since = datetime.now(timezone.utc)
         self._fail_fast = False
+        if self.stats.refused_until is not None:
+            self._log.warning("Spooled %s: the refusal is over; listening again", self.transport)
+            self.stats.refused_until = self.stats.refused_reason = None
+        self._tokens.connected()
         self._set_state(ConnectionState.CONNECTED)
         self._first_outcome.set()
         outcome: ReadOutcome | None = None
@@ -439,15 +542,13 @@ class BaseClient:
             self._log.error("Spooled: giving up after %d failed attempts", backoff.failures)
             return None
         delay = backoff.next_delay()
-        if isinstance(exc, RateLimitError) and exc.retry_after is not None:
+        if isinstance(exc, LoginRateLimited):
+            delay = min(delay, LOGIN_RETRY_CAP)
+        elif isinstance(exc, RateLimitError) and exc.retry_after is not None:
             delay = max(delay, exc.retry_after)
         self._log.info("Spooled %s: next attempt in %.1f s", self.transport, delay)
         self._set_state(ConnectionState.RECONNECTING)
         return delay
-
-    def _is_fatal(self, exc: SpooledConnectionError) -> bool:
-        status = exc.status
-        return status is not None and 400 <= status < 500 and status not in (408, 429)
 
     def _give_up(self, exc: SpooledConnectionError) -> None:
         self._report_connection_error(exc, "giving up")

@@ -16,9 +16,6 @@ from spooled_integrations.errors import (
 
 __all__ = ["error_for_status", "retry_after_seconds"]
 
-LOGIN_RATE_WINDOW = 60.0
-"""The login limiter's window; a 429 without ``Retry-After`` waits this long."""
-
 
 def retry_after_seconds(headers: Mapping[str, Any] | None) -> float | None:
     """``Retry-After`` in seconds (numeric form only), or ``None``."""
@@ -63,10 +60,7 @@ def error_for_status(
     if status in (401, 403):
         return AuthError(detail, status=status)
     if status == 429:
-        retry = retry_after_seconds(headers)
-        if retry is None and what == "login":
-            retry = LOGIN_RATE_WINDOW
-        return RateLimitError(detail, status=status, retry_after=retry)
+        return RateLimitError(detail, status=status, retry_after=retry_after_seconds(headers))
     if status >= 500:
         return ServerError(detail, status=status)
     return SpooledConnectionError(detail, status=status)

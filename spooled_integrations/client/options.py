@@ -15,9 +15,30 @@ from spooled_integrations._redact import redact_url
 from spooled_integrations.errors import ConfigurationError
 from spooled_integrations.protocol import Event, EventType, resolve, wire_dotted_name
 
-__all__ = ["ConnectionOptions", "ConnectionState", "SubscriptionFilter"]
+__all__ = ["ConnectionOptions", "ConnectionState", "SubscriptionFilter", "liveness_problem"]
 
 WS_PATH = "/api/v1/ws"
+SSE_SERVER_KEEPALIVE = 15.0
+"""The backend's SSE keep-alive: a ``: ping`` comment after 15 s without data."""
+
+
+def liveness_problem(transport: str, liveness_timeout: float | None) -> str | None:
+    """Why ``liveness_timeout`` would replace a healthy but quiet stream, or ``None``.
+
+    On WebSocket any value works: the client sends its own ``Ping`` every third of it.
+    On SSE only the server speaks, at least every 15 s when idle (a self-hosted server
+    or the emulator may be faster, so this is a warning, not a refusal).
+    """
+    least = SSE_SERVER_KEEPALIVE + 5.0
+    if transport != "sse" or liveness_timeout is None or liveness_timeout >= least:
+        return None
+    return (
+        f"liveness_timeout={liveness_timeout:g} s is shorter than the Spooled server's SSE "
+        f"keep-alive ({SSE_SERVER_KEEPALIVE:g} s): a quiet stream would be replaced every "
+        f"{liveness_timeout:g} s; use at least {least:g} s, or WebSocket, or leave it unset"
+    )
+
+
 
 
 class ConnectionState(str, enum.Enum):
@@ -54,9 +75,9 @@ class ConnectionOptions(BaseModel):
     """Seconds a connection must stay up (or deliver an event) before backoff resets."""
     connect_timeout: float = Field(default=10.0, gt=0)
     liveness_timeout: float | None = Field(default=None, gt=0)
-    """Silence after which a connection counts as dead; ``None``: 75 s on WebSocket
-    (2.5 x the 30 s server ping), 45 s on SSE (3 x the 15 s keep-alive)."""
-    token_cache: str = "auto"
+    """Silence after which a connection counts as dead; ``None``: 45 s on WebSocket (the
+    client asks for a Ping every third of it), 45 s on SSE (3 x the 15 s keep-alive)."""
+    token_cache: str = "auto"  # noqa: S105 - a place, not a secret
     """Where the access JWT is kept between the processes and restarts of this node:
     ``"auto"`` (a file only this user can read, in the user's cache directory), a
     directory path, or ``"off"``."""

@@ -161,7 +161,7 @@ class SSEClient(BaseClient):
                 response.status_code,
                 {k.decode("latin-1"): v.decode("latin-1") for k, v in response.headers},
                 body,
-                what="SSE request",
+                what=f"SSE request to {self._url_for_logs()}",
                 secrets=self._tokens.secrets(),
             )
         content_type = next((v for k, v in response.headers if k == b"content-type"), b"")

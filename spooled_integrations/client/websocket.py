@@ -15,6 +15,7 @@ import contextlib
 import socket
 import ssl
 import threading
+import time
 from typing import Any
 from urllib.parse import urlencode
 
@@ -37,7 +38,11 @@ from spooled_integrations.protocol.wsframes import (
 
 __all__ = ["WebSocketClient"]
 
-WS_LIVENESS_DEFAULT = 75.0
+WS_LIVENESS_DEFAULT = 45.0
+PINGS_PER_LIVENESS = 3
+"""The client sends ``{"cmd":"Ping"}`` after a third of the liveness timeout of silence
+(the server answers with a Ping frame), so liveness never depends on the server's 30 s
+interval and a dead connection is found after three unanswered pings."""
 CLEAN_CLOSE_CODES = frozenset({1000, 1001})
 READ_SIZE = 64 * 1024
 """Bytes asked of each socket read: hundreds of small frames at once in a burst (the
@@ -136,14 +141,14 @@ class WebSocketClient(BaseClient):
                 exc.status_code,
                 exc.resp_headers,
                 body,
-                what="WebSocket handshake",
+                what=f"WebSocket handshake at {self._url_for_logs()}",
                 secrets=self._tokens.secrets(),
             ) from None
         except (websocket.WebSocketException, OSError) as exc:
             if self._stop.is_set():
                 raise _Stop from None
             raise SpooledConnectionError(self._describe(exc, "WebSocket connect failed")) from None
-        ws.settimeout(self._liveness_timeout(WS_LIVENESS_DEFAULT))
+        ws.settimeout(self._liveness_timeout(WS_LIVENESS_DEFAULT) / PINGS_PER_LIVENESS)
         for subscription in self._subscriptions:
             self._send_on(ws, "Subscribe", subscription)
         return ws
@@ -159,12 +164,18 @@ class WebSocketClient(BaseClient):
         feed, recv, handle = reader.feed, sock.recv, self._handle_frame
         deliver_batch = self._deliver_batch
         undecoded = bool(self._frame_handlers)  # on_frames: the consumer decodes
+        liveness = self._liveness_timeout(WS_LIVENESS_DEFAULT)
+        heard_at = time.monotonic()
         while True:
             try:
                 chunk = recv(READ_SIZE)
             except TimeoutError:
+                if time.monotonic() - heard_at < liveness * 0.99:
+                    self._send_on(ws, "Ping", None)  # keep-alive: the server answers
+                    continue
                 raise SpooledConnectionError(
-                    f"no frame for {ws.gettimeout():.0f} s (liveness timeout); reconnecting"
+                    f"no frame for {liveness:.0f} s, not even an answer to our pings "
+                    "(liveness timeout); reconnecting"
                 ) from None
             except OSError as exc:
                 if self._stop.is_set():
@@ -175,6 +186,7 @@ class WebSocketClient(BaseClient):
                     raise _Stop
                 raise SpooledConnectionError("the server closed the socket without a Close frame")
             self._note_frame_time()
+            heard_at = time.monotonic()
             try:
                 messages = feed(chunk)
             except ProtocolError as exc:

@@ -31,6 +31,7 @@ from pydantic import (
     field_validator,
 )
 
+from spooled_integrations._problems import describe_problems
 from spooled_integrations.client import (
     BaseClient,
     ConnectionOptions,
@@ -92,7 +93,9 @@ class RuntimeConfig(BaseModel):
     :class:`ConfigurationError` for any other bad value.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", arbitrary_types_allowed=True, hide_input_in_errors=True
+    )
 
     connection: ConnectionOptions = Field(default_factory=ConnectionOptions.from_env)
     transport: Literal["ws", "sse"] = "ws"
@@ -180,11 +183,8 @@ class RuntimeConfig(BaseModel):
 
 
 def _describe_validation(exc: ValidationError) -> str:
-    parts = []
-    for error in exc.errors(include_url=False):
-        loc = ".".join(str(p) for p in error["loc"])
-        parts.append(f"{loc}: {error['msg']}" if loc else error["msg"])
-    return "invalid Spooled runtime config: " + "; ".join(parts)
+    """Each problem with the value given (secrets hidden), never pydantic's own text."""
+    return "invalid Spooled runtime config: " + describe_problems(exc)
 
 
 class SpooledRuntime:

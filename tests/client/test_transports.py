@@ -21,7 +21,8 @@ from spooled_integrations import (
     SubscriptionFilter,
     WebSocketClient,
 )
-from spooled_integrations.client import BaseClient, ConnectionOptions, create_client
+from spooled_integrations.client import BaseClient, ConnectionOptions, auth, create_client
+from spooled_integrations.client.backoff import BackoffPolicy
 from spooled_integrations.testing import Collector, Emulator
 
 from ..conftest import wait_until
@@ -305,29 +306,39 @@ def test_bad_credentials_fail_connect_with_auth_error(
     assert spooled_emulator.login_count == 1
 
 
-def test_revoked_key_mid_life_stops_with_auth_error_and_no_storm(
+def test_revoked_key_mid_life_is_retried_slowly_without_a_storm(
     spooled_emulator: Emulator,
     make_client: ClientFactory,
     transport: str,
     caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # The real schedule starts at a minute; the same code on a shorter clock.
+    monkeypatch.setattr(auth, "REFUSAL_SCHEDULE", BackoffPolicy(1.5, 3.0, jitter=0))
     caplog.set_level(logging.DEBUG)
     client = make_client(spooled_emulator, transport)
     errors: Collector[Exception] = Collector()
-    states: Collector[ConnectionState] = Collector()
     client.on_error(errors)
-    client.on_state_change(states)
     client.connect()
     spooled_emulator.wait_for_connections(1, transport=transport)
     spooled_emulator.revoke_api_key()
+    spooled_emulator.drop_connections(transport)
     assert errors.wait_for(lambda items: any(isinstance(e, AuthError) for e in items))
-    assert states.wait_for(lambda items: items[-1:] == [ConnectionState.DISCONNECTED])
+    assert wait_until(lambda: client.health == "refused")
     accepted = spooled_emulator.connections_accepted(transport)
     logins = spooled_emulator.login_count
-    time.sleep(0.5)
+    time.sleep(0.5)  # well inside the first retry delay: nothing may be tried
     assert spooled_emulator.connections_accepted(transport) == accepted == 1
-    assert spooled_emulator.login_count == logins <= 2  # one fresh login, then stop
-    assert isinstance(client.last_error, AuthError)
+    assert spooled_emulator.login_count == logins <= 2  # one fresh login, then wait
+    assert client.state is ConnectionState.RECONNECTING  # never given up
+    assert client.stats.refused_until is not None
+    spooled_emulator.restore_api_key()
+    assert wait_until(lambda: client.state is ConnectionState.CONNECTED, timeout=10)
+    assert client.health == "connected" and client.stats.refused_until is None
+    assert spooled_emulator.login_count == logins + 1  # one retry, which worked
+    refusals = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(refusals) == 1, "one ERROR per refused attempt"
+    assert "/api/v1/" in refusals[0].getMessage() and "Check SPOOLED_" in refusals[0].getMessage()
     assert spooled_emulator.api_key not in caplog.text
     assert "eyJ" not in caplog.text
 
