@@ -52,17 +52,16 @@ installed_apps: weakref.WeakSet[Any] = weakref.WeakSet()
 _TERMINATE_TIMEOUT = 1.0
 
 
-def _refuse_green_pool(parent: Any) -> None:
+def _green_pool_problems(parent: Any) -> list[str]:
     pool_cls = getattr(parent, "pool_cls", None)
-    if pool_cls is not None and getattr(pool_cls, "is_green", False):
-        name = f"{pool_cls.__module__}.{getattr(pool_cls, '__qualname__', pool_cls)}"
-        raise SpooledImproperlyConfigured(
-            [
-                f"spooled_enabled: the Spooled listener does not run under a green pool "
-                f"({name}); it needs real threads. Start this node with --no-spooled (or "
-                "SPOOLED_ENABLED=0) and run the listener on a prefork, threads or solo node"
-            ]
-        )
+    if pool_cls is None or not getattr(pool_cls, "is_green", False):
+        return []
+    name = f"{pool_cls.__module__}.{getattr(pool_cls, '__qualname__', pool_cls)}"
+    return [
+        f"spooled_enabled: the Spooled listener does not run under a green pool "
+        f"({name}); it needs real threads. Start this node with --no-spooled (or "
+        "SPOOLED_ENABLED=0) and run the listener on a prefork, threads or solo node"
+    ]
 
 
 class SpooledStep(bootsteps.StartStopStep):
@@ -81,19 +80,30 @@ class SpooledStep(bootsteps.StartStopStep):
         self._stopped = False
         self._lock = threading.Lock()
         app = parent.app
-        self.enabled, self.enabled_by = read_enabled(
-            app, cli=spooled, installed=app in installed_apps
-        )
+        # Every problem is collected before anything raises: one error at the first boot.
+        problems: list[str] = []
+        try:
+            self.enabled, self.enabled_by = read_enabled(
+                app, cli=spooled, installed=app in installed_apps
+            )
+        except SpooledImproperlyConfigured as exc:
+            problems.extend(exc.problems)
+            self.enabled, self.enabled_by = True, "a spooled_enabled that is not a boolean"
         if not self.enabled:
             logger.info("Spooled listener is off on this node (%s)", self.enabled_by)
             return
-        _refuse_green_pool(parent)
-        self.settings = read_settings(app)
+        problems.extend(_green_pool_problems(parent))
+        try:
+            self.settings = read_settings(app)
+        except SpooledImproperlyConfigured as exc:
+            problems.extend(exc.problems)
+        if problems or self.settings is None:
+            raise SpooledImproperlyConfigured(problems)
         try:
             self.runtime = SpooledRuntime(self.settings.runtime, self.settings.publisher)
         except (SubscriptionError, ConfigurationError) as exc:
-            problems = getattr(exc, "problems", None) or [str(exc)]
-            raise SpooledImproperlyConfigured(problems) from None
+            found = getattr(exc, "problems", None) or [str(exc)]
+            raise SpooledImproperlyConfigured(found) from None
         runtime = self.settings.runtime
         logger.info(
             "Spooled listener enabled (%s): %s %s, %d subscription(s), shutdown timeout %gs",

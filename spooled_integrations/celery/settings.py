@@ -25,16 +25,22 @@ from celery.exceptions import ImproperlyConfigured
 from pydantic import ValidationError
 
 from spooled_integrations import settings as model
+from spooled_integrations._problems import problems_by_field, shown_value
 from spooled_integrations._settings import BOOLEAN_SPELLINGS, check_runtime_fields
 from spooled_integrations._suggest import did_you_mean
 from spooled_integrations.celery.publisher import CeleryPublisher
 from spooled_integrations.celery.taskoptions import task_subscriptions
 from spooled_integrations.client import ConnectionOptions, SubscriptionFilter
 from spooled_integrations.errors import ConfigurationError, SettingsError, SubscriptionError
-from spooled_integrations.runtime import SubscriptionSet, load_subscriptions
+from spooled_integrations.runtime import SubscriptionSet
 from spooled_integrations.runtime.coordination import CoordinationConfig, parse_coordination
 from spooled_integrations.runtime.declared import as_option
 from spooled_integrations.runtime.runtime import RuntimeConfig
+from spooled_integrations.runtime.subscriptions import (
+    Subscription,
+    parse_subscriptions,
+    position,
+)
 
 __all__ = [
     "DEFAULT_SHUTDOWN_TIMEOUT",
@@ -126,7 +132,7 @@ def read_enabled(
         parsed = _parse_bool(raw_env)
         if parsed is None:
             raise SpooledImproperlyConfigured(
-                [f"SPOOLED_ENABLED: expected {BOOLEAN_SPELLINGS}, got {raw_env!r}"]
+                [f"SPOOLED_ENABLED: expected {BOOLEAN_SPELLINGS}, got {shown_value(raw_env)}"]
             )
         return parsed, "SPOOLED_ENABLED"
     value = app.conf.get("spooled_enabled")
@@ -135,7 +141,7 @@ def read_enabled(
         if parsed is None:
             label = setting_label(app, "spooled_enabled")
             raise SpooledImproperlyConfigured(
-                [f"{label}: expected a boolean, got {type(value).__name__} {value!r}"]
+                [f"{label}: expected {BOOLEAN_SPELLINGS}, got {shown_value(value)}"]
             )
         return parsed, setting_label(app, "spooled_enabled")
     if installed:
@@ -184,14 +190,14 @@ class _Reader:
         try:
             number = float(value)
         except (TypeError, ValueError):
-            self.problem(name, f"expected a number of seconds, got {value!r}")
+            self.problem(name, f"expected a number of seconds, got {shown_value(value)}")
             return default
         if isinstance(value, bool) or not math.isfinite(number):
-            self.problem(name, f"expected a finite number, got {value!r}")
+            self.problem(name, f"expected a finite number, got {shown_value(value)}")
             return default
         if number < minimum or (strict and number == minimum):
             relation = ">" if strict else ">="
-            self.problem(name, f"must be {relation} {minimum:g}, got {value!r}")
+            self.problem(name, f"must be {relation} {minimum:g}, got {shown_value(value)}")
             return default
         return number
 
@@ -241,13 +247,11 @@ def _connection(reader: _Reader) -> ConnectionOptions | None:
     try:
         return ConnectionOptions(**values)
     except ValidationError as exc:
-        for error in exc.errors(include_url=False, include_input=False):
-            loc = error["loc"]
-            message = error["msg"].removeprefix("Value error, ")
-            # Cross-field checks have no location but start with the field's name.
-            field = str(loc[0]) if loc else message.split(" ", 1)[0]
+        for where, message in problems_by_field(exc):
+            field = where.split(".", 1)[0]
             if f"spooled_{field}" in SETTINGS:
-                reader.problem(field, message)
+                inner = where[len(field) + 1 :]
+                reader.problem(field, f"{inner}: {message}" if inner else message)
             else:
                 reader.problems.append(f"Spooled connection settings: {message}")
     return None
@@ -262,7 +266,7 @@ def _transport(reader: _Reader) -> Literal["ws", "sse"]:
         return "ws"
     if text == "sse":
         return "sse"
-    reader.problem("transport", f"must be 'ws' or 'sse', got {value!r}")
+    reader.problem("transport", f"must be 'ws' or 'sse', got {shown_value(value)}")
     return "ws"
 
 
@@ -274,31 +278,31 @@ def _filter(reader: _Reader) -> SubscriptionFilter | None:
         reader.problem(
             "filter",
             "expected a mapping with queue_name, job_id, worker_id and/or events, "
-            f"got {type(value).__name__}",
+            f"got {shown_value(value)}",
         )
         return None
     try:
         return SubscriptionFilter(**value)
     except ValidationError as exc:
-        for error in exc.errors(include_url=False, include_input=False):
-            where = ".".join(str(part) for part in error["loc"])
-            message = "unknown field" if error["type"] == "extra_forbidden" else error["msg"]
+        for where, message in problems_by_field(exc):
             reader.problem("filter", f"{where}: {message}" if where else message)
     return None
 
 
-def _config_subscriptions(reader: _Reader) -> SubscriptionSet | None:
+def _config_subscriptions(reader: _Reader) -> tuple[list[tuple[int, Subscription]], bool]:
+    """The configured rules that could be read, with their positions, and whether all
+    were valid; their targets are checked even when some are not (all problems at once)."""
     value = reader.get("subscriptions")
     if value is None:
-        return SubscriptionSet()
+        return [], True
     try:
-        return load_subscriptions(value)
-    except SubscriptionError as exc:
-        for problem in exc.problems:
-            reader.problem("subscriptions", problem)
+        rules, problems = parse_subscriptions(value)
     except ConfigurationError as exc:
         reader.problem("subscriptions", str(exc))
-    return None
+        return [], False
+    for problem in problems:
+        reader.problem("subscriptions", problem)
+    return rules, not problems
 
 
 def _external_tasks(reader: _Reader) -> frozenset[str]:
@@ -310,7 +314,7 @@ def _external_tasks(reader: _Reader) -> frozenset[str]:
     if not isinstance(value, (list, tuple, set, frozenset)) or not all(
         isinstance(v, str) for v in value
     ):
-        reader.problem("external_tasks", "expected a list of task names")
+        reader.problem("external_tasks", f"expected a list of task names, got {shown_value(value)}")
         return frozenset()
     return frozenset(value)
 
@@ -339,22 +343,25 @@ def _tuning(reader: _Reader) -> dict[str, Any]:
 
 
 def _task_rules(
-    reader: _Reader, publisher: CeleryPublisher, configured: SubscriptionSet | None
+    reader: _Reader,
+    publisher: CeleryPublisher,
+    configured: list[tuple[int, Subscription]],
+    valid: bool,
 ) -> SubscriptionSet | None:
     """Configured rules plus task-option rules, checked against the app's tasks."""
     from_tasks, problems = task_subscriptions(reader.app)
     reader.problems.extend(problems)
-    if configured is not None:
-        for problem in publisher.validate(configured):
-            reader.problem("subscriptions", problem)
+    for index, sub in configured:
+        for problem in publisher.problems(sub):
+            reader.problem("subscriptions", f"{position(index, sub.name)}.{problem}")
     for sub in from_tasks:
         reader.problems.extend(
             f"task {sub.task!r}: {as_option(p)}" for p in publisher.problems(sub)
         )
-    if configured is None:
+    if not valid:
         return None
     try:
-        return SubscriptionSet([*configured, *from_tasks])
+        return SubscriptionSet([*(sub for _, sub in configured), *from_tasks])
     except SubscriptionError as exc:
         for problem in exc.problems:
             reader.problem("subscriptions", problem)
@@ -375,13 +382,13 @@ def read_settings(
     connection = _connection(reader)
     transport = _transport(reader)
     subscription_filter = _filter(reader)
-    configured = _config_subscriptions(reader)
     external = _external_tasks(reader)
+    publisher = CeleryPublisher(app, external_tasks=external)
+    configured, valid = _config_subscriptions(reader)
+    subscriptions = _task_rules(reader, publisher, configured, valid)
     coordination = _coordination(reader)
     timeout = reader.number("shutdown_timeout", DEFAULT_SHUTDOWN_TIMEOUT)
     tuning = _tuning(reader)
-    publisher = CeleryPublisher(app, external_tasks=external)
-    subscriptions = _task_rules(reader, publisher, configured)
     reader.fail_if_any()
     assert connection is not None and subscriptions is not None and timeout is not None
     try:

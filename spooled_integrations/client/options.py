@@ -9,8 +9,17 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
+from spooled_integrations._problems import describe_problems
 from spooled_integrations._redact import redact_url
 from spooled_integrations.errors import ConfigurationError
 from spooled_integrations.protocol import Event, EventType, resolve, wire_dotted_name
@@ -61,7 +70,10 @@ class ConnectionOptions(BaseModel):
     Secrets are :class:`~pydantic.SecretStr`, so they never show in a repr.
     """
 
-    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True, extra="forbid")
+    # hide_input_in_errors: pydantic's own text would show the whole input (keys included).
+    model_config = ConfigDict(
+        frozen=True, arbitrary_types_allowed=True, extra="forbid", hide_input_in_errors=True
+    )
 
     base_url: str = "https://api.spooled.cloud"
     ws_url: str = ""
@@ -70,7 +82,7 @@ class ConnectionOptions(BaseModel):
     auto_reconnect: bool = True
     max_reconnect_attempts: int = Field(default=0, ge=0)
     reconnect_delay: float = Field(default=1.0, gt=0)
-    max_reconnect_delay: float = Field(default=30.0, gt=0)
+    max_reconnect_delay: float = Field(default=30.0, gt=0, validate_default=True)
     healthy_after: float = Field(default=10.0, ge=0)
     """Seconds a connection must stay up (or deliver an event) before backoff resets."""
     connect_timeout: float = Field(default=10.0, gt=0)
@@ -87,10 +99,16 @@ class ConnectionOptions(BaseModel):
     debug: bool = False
     logger: logging.Logger | None = None
 
-    @field_validator("base_url", "ws_url")
+    @field_validator("base_url", mode="before")
     @classmethod
-    def _strip_url(cls, value: str) -> str:
-        return value.strip().rstrip("/")
+    def _http_url(cls, value: Any) -> Any:
+        # A field check, not a model one: reported together with the other fields' problems.
+        return _check_url(value, ("http", "https"), required=True)
+
+    @field_validator("ws_url", mode="before")
+    @classmethod
+    def _ws_url(cls, value: Any) -> Any:
+        return _check_url(value, ("ws", "wss"), required=False)
 
     @field_validator("token", "api_key", mode="before")
     @classmethod
@@ -98,28 +116,19 @@ class ConnectionOptions(BaseModel):
         if isinstance(value, str):
             value = value.strip()  # a trailing newline from a secrets file breaks headers
             return value or None
+        if value is not None and not isinstance(value, SecretStr):
+            # pydantic's own message would not say which type was given
+            raise ValueError(f"must be a string, got {type(value).__name__}")
         return value
 
-    @field_validator("base_url")
+    @field_validator("max_reconnect_delay")
     @classmethod
-    def _http_scheme(cls, value: str) -> str:
-        # A field check, not a model one: reported together with the other fields' problems.
-        if urlsplit(value).scheme not in ("http", "https"):
-            raise ValueError(f"must start with http:// or https://, got {redact_url(value)!r}")
+    def _delays(cls, value: float, info: ValidationInfo) -> float:
+        # A field check (not a model one) so pydantic never holds the whole input.
+        first = info.data.get("reconnect_delay")
+        if first is not None and value < first:
+            raise ValueError(f"must be >= reconnect_delay ({first:g}), got {value:g}")
         return value
-
-    @field_validator("ws_url")
-    @classmethod
-    def _ws_scheme(cls, value: str) -> str:
-        if value and urlsplit(value).scheme not in ("ws", "wss"):
-            raise ValueError(f"must start with ws:// or wss://, got {redact_url(value)!r}")
-        return value
-
-    @model_validator(mode="after")
-    def _check(self) -> ConnectionOptions:
-        if self.max_reconnect_delay < self.reconnect_delay:
-            raise ValueError("max_reconnect_delay must be >= reconnect_delay")
-        return self
 
     @classmethod
     def from_env(
@@ -140,8 +149,11 @@ class ConnectionOptions(BaseModel):
         values.update({k: v for k, v in overrides.items() if v is not None})
         try:
             return cls(**values)
-        except ValueError as exc:
-            raise ConfigurationError(f"invalid Spooled connection options: {exc}") from None
+        except ValidationError as exc:
+            raise ConfigurationError(
+                f"invalid Spooled connection options: {describe_problems(exc)}"
+            ) from None
+
 
     @property
     def resolved_ws_url(self) -> str:
@@ -162,6 +174,23 @@ class ConnectionOptions(BaseModel):
 
     def has_credentials(self) -> bool:
         return self.token is not None or self.api_key is not None
+
+
+def _check_url(value: Any, schemes: tuple[str, ...], *, required: bool) -> Any:
+    """``value`` stripped of blanks and a trailing ``/``, if it is a URL of ``schemes``
+    with a host; the message shows the value given (password hidden)."""
+    if not isinstance(value, str):
+        return value  # pydantic reports the type
+    url = value.strip().rstrip("/")
+    if not url and not required:
+        return url
+    parts = urlsplit(url)
+    if parts.scheme not in schemes or not parts.hostname:
+        spelled = " or ".join(f"{scheme}://" for scheme in schemes)
+        raise ValueError(
+            f"must be a URL starting with {spelled}, with a host, got {redact_url(value)!r}"
+        )
+    return url
 
 
 class SubscriptionFilter(BaseModel):

@@ -1,9 +1,12 @@
 """``SpooledMiddleware``: Dramatiq's hooks start, check and stop the Spooled listener.
 
 * ``actor_options`` declares the ``spooled_*`` actor options (:mod:`.actors`).
-* ``before_worker_boot`` checks everything (credentials, subscriptions, actors, queues,
-  options) in every worker process and raises :class:`SpooledBootError`, which Dramatiq
-  lets through, so a bad setup stops ``dramatiq`` at boot instead of losing events.
+* ``before_worker_boot`` checks everything (settings, credentials, subscriptions,
+  actors, queues, options) in every worker process and raises :class:`SpooledBootError`
+  listing every problem, which Dramatiq lets through, so a bad setup stops ``dramatiq``
+  at its first boot instead of losing events. Bad settings do not raise when the
+  middleware is built (the actors are not declared yet): they wait for the boot, so
+  one error lists them with the subscription and actor problems.
 * ``forks`` (mode ``"fork"``) asks the ``dramatiq`` command for one listener process;
   ``after_worker_boot`` starts a listener in the worker process itself in mode
   ``"every_process"``, or when no ``dramatiq`` command runs the worker.
@@ -26,7 +29,7 @@ from spooled_integrations.dramatiq.cli_context import is_cli_worker
 from spooled_integrations.dramatiq.fork import spooled_listener
 from spooled_integrations.dramatiq.listener_lock import ListenerLock, ListenerWatch
 from spooled_integrations.dramatiq.publisher import DramatiqPublisher
-from spooled_integrations.dramatiq.settings import DramatiqSettings, resolve_settings
+from spooled_integrations.dramatiq.settings import DramatiqSettings, settings_and_problems
 from spooled_integrations.errors import ConfigurationError, SettingsError, SubscriptionError
 from spooled_integrations.runtime import (
     DrainReport,
@@ -34,8 +37,9 @@ from spooled_integrations.runtime import (
     SpooledRuntime,
     Subscription,
     SubscriptionSet,
-    load_subscriptions,
 )
+from spooled_integrations.runtime.declared import as_option
+from spooled_integrations.runtime.subscriptions import parse_subscriptions, position
 
 __all__ = ["SpooledBootError", "SpooledMiddleware"]
 
@@ -68,7 +72,9 @@ class SpooledMiddleware(Middleware):  # type: ignore[misc,unused-ignore]  # unty
         """``options``: any setting of :mod:`spooled_integrations.settings` by name
         (``api_key=``, ``shutdown_timeout=``, ``queue_size=``...), plus the grouped
         ``connection=`` and ``runtime=``; see :mod:`.settings`."""
-        self.settings: DramatiqSettings = resolve_settings(settings, **options)
+        # Problems wait for the worker boot, where they are reported with the actors'.
+        self.settings: DramatiqSettings
+        self.settings, self.setting_problems = settings_and_problems(settings, **options)
         self._lock = threading.Lock()
         self._runtime: SpooledRuntime | None = None
         self._prepared: SpooledRuntime | None = None
@@ -87,7 +93,7 @@ class SpooledMiddleware(Middleware):  # type: ignore[misc,unused-ignore]  # unty
 
     @property
     def forks(self) -> list[Callable[[], int]]:
-        if self.settings.enabled and self.settings.mode == "fork":
+        if self.settings.enabled and self.settings.mode == "fork" and not self.setting_problems:
             return [spooled_listener]
         return []
 
@@ -144,10 +150,9 @@ class SpooledMiddleware(Middleware):  # type: ignore[misc,unused-ignore]  # unty
     def build_runtime(self, broker: dramatiq.Broker) -> SpooledRuntime:
         """A runtime ready to start; :class:`SpooledBootError` lists every problem."""
         settings = self.settings
-        subscriptions, problems = self._collect(broker)
-        problems = settings.connection_problems() + problems
         publisher = DramatiqPublisher(broker)
-        problems.extend(publisher.validate(subscriptions))
+        subscriptions, problems = self._collect(broker, publisher)
+        problems = self.setting_problems + settings.connection_problems() + problems
         if problems:
             raise SpooledBootError(problems)
         extra = dict(settings.runtime)
@@ -218,21 +223,30 @@ class SpooledMiddleware(Middleware):  # type: ignore[misc,unused-ignore]  # unty
             self._watch = watch
         watch.start()
 
-    def _collect(self, broker: dramatiq.Broker) -> tuple[SubscriptionSet, list[str]]:
+    def _collect(
+        self, broker: dramatiq.Broker, publisher: DramatiqPublisher | None = None
+    ) -> tuple[SubscriptionSet, list[str]]:
+        """The subscriptions and every problem; with ``publisher``, the targets of every
+        rule that could be read are checked too, even when others have problems."""
         problems: list[str] = []
-        configured: list[Subscription] = []
+        configured: list[tuple[int, Subscription]] = []
         try:
-            configured = list(load_subscriptions(self.settings.subscriptions or []))
-        except SubscriptionError as exc:
-            problems.extend(exc.problems)
+            configured, problems = parse_subscriptions(self.settings.subscriptions or [])
         except ConfigurationError as exc:
             problems.append(str(exc))
         from_actors, actor_problems = actor_subscriptions(broker)
         problems.extend(actor_problems)
+        if publisher is not None:
+            for index, sub in configured:
+                problems.extend(f"{position(index, sub.name)}.{p}" for p in publisher.problems(sub))
+            for sub in from_actors:
+                problems.extend(
+                    f"actor {sub.actor!r}: {as_option(p)}" for p in publisher.problems(sub)
+                )
         if problems:
             return SubscriptionSet(), problems
         try:
-            return SubscriptionSet([*configured, *from_actors]), []
+            return SubscriptionSet([*(sub for _, sub in configured), *from_actors]), []
         except SubscriptionError as exc:
             return SubscriptionSet(), exc.problems
 

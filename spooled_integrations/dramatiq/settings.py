@@ -26,9 +26,18 @@ import os
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from spooled_integrations import settings as model
+from spooled_integrations._problems import problems_by_field
 from spooled_integrations._redact import redact, redact_url
 from spooled_integrations._settings import check_runtime_fields
 from spooled_integrations._suggest import did_you_mean
@@ -36,7 +45,7 @@ from spooled_integrations.client import ConnectionOptions, SubscriptionFilter
 from spooled_integrations.errors import SettingsError
 from spooled_integrations.runtime.coordination import CoordinationField
 
-__all__ = ["DramatiqSettings", "Mode", "resolve_settings"]
+__all__ = ["DramatiqSettings", "Mode", "resolve_settings", "settings_and_problems"]
 
 Mode = Literal["fork", "every_process"]
 
@@ -64,7 +73,9 @@ class DramatiqSettings(BaseModel):
     fields given (``queue_size``, ``max_age``, ``publish_attempts``, the catch-up ones...).
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", arbitrary_types_allowed=True, hide_input_in_errors=True
+    )
 
     enabled: bool = True
     mode: Mode = model.SETTINGS["mode"].default
@@ -137,6 +148,7 @@ class _Layers:
         self.env: dict[str, Any] = {}  # connection and runtime fields from variables
         self.layers: dict[str, tuple[str, bool]] = {}  # name -> (layer, from an old name)
         self.problems: list[str] = []
+        self.credentials_given = False  # an api_key or token, valid or not
 
     def put(
         self, name: str, value: Any, origin: str, *, layer: str, from_env: bool = False
@@ -168,6 +180,21 @@ def resolve_settings(
     each naming the variable, key or argument at fault; an unknown argument is a
     :class:`TypeError`, as for any function.
     """
+    settings, problems = settings_and_problems(source, environ=environ, **explicit)
+    if problems:
+        raise SettingsError(problems)
+    return settings
+
+
+def settings_and_problems(
+    source: Any = None, *, environ: Mapping[str, str] | None = None, **explicit: Any
+) -> tuple[DramatiqSettings, list[str]]:
+    """:func:`resolve_settings` without raising: the settings and every problem.
+
+    With problems the settings are a stand-in that never connects (defaults, the
+    subscriptions as given, and credentials only if some were given), so a worker
+    boot can report them together with the subscription and actor problems.
+    """
     for name in explicit:
         if name not in _ARGUMENTS:
             raise TypeError(
@@ -192,19 +219,29 @@ def resolve_settings(
         if value is not None:
             layers.put(name, value, f"{name}= (argument)", layer="argument")
     values, origins, problems = layers.values, layers.origins, layers.problems
-    values["connection"] = _connection(layers)
+    connection = _connection(layers)
     problems.extend(_runtime(layers))
-    settings: DramatiqSettings | None = None
     try:
-        settings = DramatiqSettings(**values)
+        # a connection with problems is replaced, so the other fields are checked too
+        settings = DramatiqSettings(connection=connection or ConnectionOptions(), **values)
     except ValidationError as exc:
-        for error in exc.errors(include_url=False):
-            field = str(error["loc"][0]) if error["loc"] else ""
-            where = origins.get(field, field or "settings")
-            problems.append(f"{where}: {redact(error['msg'])}")
-    if settings is None or problems:
-        raise SettingsError(problems)
-    return settings
+        for field, message in problems_by_field(exc):
+            name = field.split(".", 1)[0]
+            problems.append(f"{origins.get(name, name or 'settings')}: {message}")
+    else:
+        if not problems:
+            return settings, []
+    return _stand_in(values, layers.credentials_given), problems
+
+
+def _stand_in(values: Mapping[str, Any], credentials: bool) -> DramatiqSettings:
+    """Settings that only carry the subscriptions to a boot that reports problems."""
+    connection = ConnectionOptions.model_construct(
+        api_key=SecretStr("stand-in") if credentials else None, token=None
+    )
+    return DramatiqSettings.model_construct(
+        connection=connection, subscriptions=values.get("subscriptions")
+    )
 
 
 def _runtime(layers: _Layers) -> list[str]:
@@ -282,18 +319,19 @@ def _connection(layers: _Layers) -> ConnectionOptions | None:
             f"mapping, got {type(given).__name__}"
         )
         return None
+    given = {**merged, **fields}
+    layers.credentials_given = any(given.get(name) for name in ("api_key", "token"))
     try:
-        return ConnectionOptions(**{**merged, **fields})
+        return ConnectionOptions(**given)
     except (ValidationError, TypeError) as exc:
         if isinstance(exc, TypeError):
             layers.problems.append(f"connection: {redact(str(exc))}")
             return None
-        for error in exc.errors(include_url=False, include_input=False):
-            message = error["msg"].removeprefix("Value error, ")
-            loc = error["loc"]
-            field = str(loc[0]) if loc else message.split(" ", 1)[0]
-            where = origins.get(field, "connection")
-            if error["type"] == "extra_forbidden":
+        for where, found in problems_by_field(exc):
+            field, _, inner = where.partition(".")
+            message = found
+            if found == "unknown field":
                 message = f"unknown connection option{did_you_mean(field, _CONNECTION_FIELDS)}"
-            layers.problems.append(f"{where}: {message}")
+            origin = origins.get(field, "connection")
+            layers.problems.append(f"{origin}: {inner + ': ' if inner else ''}{message}")
     return None

@@ -42,12 +42,20 @@ from pydantic import (
     model_validator,
 )
 
+from spooled_integrations._problems import shown_value
 from spooled_integrations._suggest import did_you_mean
 from spooled_integrations.errors import ConfigurationError, SubscriptionError
 from spooled_integrations.protocol import Event, EventType, resolve, wire_dotted_name, wire_variant
 from spooled_integrations.runtime.targets import target_kind, target_kinds
 
-__all__ = ["Subscription", "SubscriptionSet", "expand_events", "load_subscriptions", "position"]
+__all__ = [
+    "Subscription",
+    "SubscriptionSet",
+    "expand_events",
+    "load_subscriptions",
+    "parse_subscriptions",
+    "position",
+]
 
 # Which filterable fields each event type can carry (backend data plus Go structs).
 _FIELDS: dict[EventType, frozenset[str]] = {}
@@ -375,8 +383,10 @@ def _validation_problems(exc: ValidationError) -> list[str]:
         message = error["msg"]
         if error["type"] == "extra_forbidden":
             message = _unknown_field(str(error["loc"][-1])) if error["loc"] else "unknown field"
-        elif message.startswith("Value error, "):
-            message = message[len("Value error, ") :]
+        else:
+            message = message.removeprefix("Value error, ")
+            if "got " not in message:
+                message = f"{message}, got {shown_value(error.get('input'))}"
         problems.append(f"{loc}: {message}" if loc else message)
     return problems
 
@@ -453,6 +463,22 @@ def load_subscriptions(source: Any) -> SubscriptionSet:
     """
     if isinstance(source, SubscriptionSet):
         return source
+    rules, problems = parse_subscriptions(source)
+    if problems:
+        raise SubscriptionError(problems)
+    return SubscriptionSet([sub for _, sub in rules])
+
+
+def parse_subscriptions(source: Any) -> tuple[list[tuple[int, Subscription]], list[str]]:
+    """Every rule of ``source`` that could be read, with its position, and every problem.
+
+    Unlike :func:`load_subscriptions` it returns the rules of a set with problems too
+    (a rule with a bad field without that field), so a framework can check their
+    targets and report every problem at once. Raises :class:`ConfigurationError` for
+    a source that is not a list of rules.
+    """
+    if isinstance(source, SubscriptionSet):
+        return list(enumerate(source)), []
     if isinstance(source, (str, os.PathLike)):
         source = _read_file(Path(source))
     if isinstance(source, Mapping):
@@ -462,12 +488,11 @@ def load_subscriptions(source: Any) -> SubscriptionSet:
             "subscriptions must be a list of mappings or Subscription objects, a path to a "
             f".toml/.yaml file, or a SubscriptionSet; got {type(source).__name__}"
         )
-    parsed: list[tuple[int, Subscription]] = []
-    partial: list[tuple[int, Subscription]] = []  # type errors: checked, never returned
+    rules: list[tuple[int, Subscription]] = []
     problems: list[str] = []
     for index, raw in enumerate(source):
         if isinstance(raw, Subscription):
-            parsed.append((index, raw))
+            rules.append((index, raw))
         elif not isinstance(raw, Mapping):
             problems.append(
                 f"{position(index, None)}: expected a mapping, got {type(raw).__name__}"
@@ -476,19 +501,15 @@ def load_subscriptions(source: Any) -> SubscriptionSet:
             name = raw.get("name")
             prefix = position(index, name if isinstance(name, str) else None)
             try:
-                sub = Subscription._parse(raw)
+                rules.append((index, Subscription._parse(raw)))
             except ValidationError as exc:
                 problems.extend(f"{prefix}.{p}" for p in _validation_problems(exc))
                 # Check what did parse too, so one bad field does not hide the others.
                 rest = _without_bad_fields(raw, exc)
                 if rest is not None:
-                    partial.append((index, rest))
-            else:
-                parsed.append((index, sub))
-    problems.extend(_set_problems(sorted(parsed + partial, key=lambda item: item[0])))
-    if problems:
-        raise SubscriptionError(sorted(problems, key=_problem_order))
-    return SubscriptionSet([sub for _, sub in parsed])
+                    rules.append((index, rest))
+    problems.extend(_set_problems(rules))
+    return rules, sorted(problems, key=_problem_order)
 
 
 def _without_bad_fields(raw: Mapping[str, Any], exc: ValidationError) -> Subscription | None:

@@ -87,13 +87,14 @@ def test_every_problem_is_reported_with_its_position():
         "(job.completed) carries a worker id, so this filter can never match",
         "subscriptions[2] (name='emails-done').max_age: must be a positive number of "
         "seconds, got 0.0",
-        "subscriptions[3].queue: must be a string or a list of strings",
+        "subscriptions[3].queue: must be a string or a list of strings, got 5",
         "subscriptions[3].job_id: none of the selected events (queue.paused, queue.resumed, "
         "queue.stats) carries a job id, so this filter can never match",
         "subscriptions[3].options: not JSON-serializable (Object of type object is not "
         "JSON serializable)",
         "subscriptions[4]: expected a mapping, got str",
-        "subscriptions[5] (name='fine').delivery: Input should be 'once' or 'every_node'",
+        "subscriptions[5] (name='fine').delivery: Input should be 'once' or 'every_node', "
+        "got 'all'",
         "subscriptions[5] (name='fine').events[0]: pattern 'jobs.*' matches no known event",
         "subscriptions[5] (name='fine').where.x: must be a string, number, boolean, null or "
         "a list of them (got dict)",

@@ -125,9 +125,11 @@ def test_a_bad_variable_is_named() -> None:
         resolve_settings(environ={"SPOOLED_STOP_TIMEOUT": "soon"})
 
 
-def test_a_bad_argument_is_named() -> None:
-    with pytest.raises(ConfigurationError, match="mode= \\(argument\\)"):
-        SpooledMiddleware(mode="sometimes")
+def test_a_bad_argument_is_named(make_broker: MakeBroker) -> None:
+    # the middleware reports bad settings at the worker boot, with the actors' problems
+    _, middleware = make_broker(mode="sometimes")
+    assert any(p.startswith("mode= (argument):") for p in middleware.setting_problems)
+    assert middleware.forks == []
 
 
 def test_unknown_keys_are_refused() -> None:
@@ -185,7 +187,7 @@ def test_bad_coordination_names_its_origin_and_field() -> None:
     assert "SPOOLED_COORDINATION (environment): " in str(info.value)
     assert "lease_ttl: Input should be greater than or equal to 0.3" in str(info.value)
     with pytest.raises(ConfigurationError, match=r"coordination= \(argument\): .*unknown strategy"):
-        SpooledMiddleware(coordination="leader")
+        resolve_settings(environ={}, coordination="leader")
 
 
 def test_catch_up_settings_in_every_form_reach_the_runtime_config(
@@ -245,22 +247,26 @@ def test_bad_catch_up_settings_are_named_with_every_other_problem() -> None:
             "SPOOLED_CATCH_UP_INTERVAL (environment): Input should be a valid number, unable to "
             "parse string as a number, got 'soon'",
             "catch_up_max_requests= (argument): Input should be greater than or equal to 1, got 0",
-            "mode= (argument): Input should be 'fork' or 'every_process'",
+            "mode= (argument): Input should be 'fork' or 'every_process', got 'sometimes'",
         ]
     )
 
 
-def test_a_bad_catch_up_variable_fails_at_construction(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_bad_catch_up_variable_fails_at_boot(
+    monkeypatch: pytest.MonkeyPatch, make_broker: MakeBroker
+) -> None:
     monkeypatch.setenv("SPOOLED_CATCH_UP", "maybe")
+    broker, middleware = make_broker(api_key="sk_arg")
     with pytest.raises(
         ConfigurationError, match=r"SPOOLED_CATCH_UP \(environment\): expected true"
     ):
-        SpooledMiddleware()
+        middleware.before_worker_boot(broker, None)
 
 
 def test_a_checkpoint_password_never_shows_in_a_boot_error(make_broker: MakeBroker) -> None:
+    broker, middleware = make_broker(api_key="sk_arg", checkpoint="http://:s3cret@host/x")
     with pytest.raises(
         ConfigurationError, match=r"checkpoint= \(argument\): must be a Redis URL"
     ) as info:
-        make_broker(api_key="sk_arg", checkpoint="http://:s3cret@host/x")
+        middleware.before_worker_boot(broker, None)
     assert "s3cret" not in str(info.value)
