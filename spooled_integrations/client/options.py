@@ -48,8 +48,6 @@ def liveness_problem(transport: str, liveness_timeout: float | None) -> str | No
     )
 
 
-
-
 class ConnectionState(str, enum.Enum):
     """The Go package's four connection states."""
 
@@ -153,7 +151,6 @@ class ConnectionOptions(BaseModel):
             raise ConfigurationError(
                 f"invalid Spooled connection options: {describe_problems(exc)}"
             ) from None
-
 
     @property
     def resolved_ws_url(self) -> str:
