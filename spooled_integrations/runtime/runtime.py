@@ -39,6 +39,8 @@ from spooled_integrations.client import (
     SubscriptionFilter,
     create_client,
 )
+from spooled_integrations.client.sse import SSE_LIVENESS_DEFAULT
+from spooled_integrations.client.websocket import WS_LIVENESS_DEFAULT
 from spooled_integrations.errors import (
     ConfigurationError,
     ProtocolError,
@@ -54,6 +56,8 @@ from spooled_integrations.runtime.coordination import (
     create_coordinator,
     parse_coordination,
 )
+from spooled_integrations.runtime.coordination._redis import connect as connect_redis
+from spooled_integrations.runtime.coordination.base import StreamHealth
 from spooled_integrations.runtime.dedupe import DuplicateFilter
 from spooled_integrations.runtime.dispatcher import (
     DEFAULT_QUEUE_SIZE,
@@ -216,6 +220,9 @@ class SpooledRuntime:
         self.coordinator: Coordinator | None = None
         if config.coordination is not None and config.once_subscriptions:
             self.coordinator = create_coordinator(config.coordination, signal_sender=self)
+            default = WS_LIVENESS_DEFAULT if config.transport == "ws" else SSE_LIVENESS_DEFAULT
+            silence = config.connection.liveness_timeout or default
+            self.coordinator.watch_stream(self._stream_health, silence=silence)
         self._dedupe = (
             DuplicateFilter(config.dedupe_window, max_entries=config.dedupe_max_entries)
             if config.dedupe_window > 0
@@ -233,6 +240,7 @@ class SpooledRuntime:
             signal_sender=self,
             coordinator=self.coordinator,
             skip_ping=config.skip_ping,
+            coalesce_window=config.coalesce_window,
             tick=self._checkpoint_tick if self.catch_up and self.catch_up.store else None,
         )
         self._lock = threading.Lock()
@@ -289,6 +297,11 @@ class SpooledRuntime:
             client = create_client(
                 self.config.connection, self.config.transport, self.config.filter
             )
+            coordination = self.config.coordination
+            if coordination is not None:  # one login per JWT lifetime for the fleet
+                client.token_provider.share_with_fleet(
+                    connect_redis(coordination.redis_url, timeout=2.0), coordination.namespace
+                )
             client.on_frames(self._on_frames)
             self._decode_frame = client.decode_frame
             client.on_state_change(self._on_state_change)
@@ -342,6 +355,15 @@ class SpooledRuntime:
 
     # -- status ----------------------------------------------------------------------
 
+    @property
+    def health(self) -> str:
+        """``connected``, ``connecting``, ``reconnecting``, ``refused`` (the server refused
+        the credentials or the URL; retried slowly) or ``stopped``."""
+        client = self._client
+        if client is None or not self._started:
+            return "stopped"
+        return client.health
+
     def status(self) -> dict[str, Any]:
         """A JSON-serializable picture for operators (health endpoints, ``listen``)."""
         client = self._client
@@ -353,6 +375,8 @@ class SpooledRuntime:
             "connected": self._state == ConnectionState.CONNECTED,
             "connected_since": format_optional(self._connected_since),
             "last_event_at": format_optional(self._dispatcher.last_event_at),
+            "health": self.health,
+            "refused_until": format_optional(stats.refused_until) if stats else None,
             "last_error": stats.last_error if stats is not None else None,
             "counters": self.metrics.snapshot(),
             "queue_depth": self._dispatcher.depth,
@@ -375,6 +399,25 @@ class SpooledRuntime:
         if once:
             return {"strategy": None, "active": False, "warning": _once_warning(once)}
         return None
+
+    def _stream_health(self) -> StreamHealth:
+        """For the coordinator (a lease leader leads only while it hears): connected and
+        a frame arrived on this connection; when the last frame came (monotonic)."""
+        state = self._state
+        client = self._client
+        last = client.stats.last_frame_at if client is not None else None
+        since = client.stats.connected_since if client is not None else None
+        hearing = (
+            state == ConnectionState.CONNECTED
+            and last is not None
+            and since is not None
+            and last >= since
+        )
+        heard_at = None
+        if last is not None:
+            ago = (datetime.now(timezone.utc) - last).total_seconds()
+            heard_at = time.monotonic() - max(0.0, ago)
+        return StreamHealth(hearing, heard_at, state.value)
 
     # -- client callbacks (reader thread) ----------------------------------------------
 
