@@ -9,6 +9,9 @@ process) and a prefork ``celery worker`` whose Spooled listener is enabled by co
   child starts the task body; *raw* = ``app.send_task`` from here -> the same worker
   starts the task body. Latency is publish call -> first line of the task body
   (``time.time()`` on both sides, one machine). Prints p50/p99 of each and the gaps.
+  ``--forms both``: each probe is the status change (``completed``) and then the direct
+  ``JobCompleted``, as the emulator's default mode sends a transition (the coalescing
+  wait for the twin is on the measured path); ``direct`` (default): ``JobCompleted`` alone.
 - P4: ``--events`` events routed to a task on a queue nobody consumes, timed from the
   first publish until all messages are in the broker; vs a raw ``send_task`` loop of the
   same payloads to the same broker, run both in the worker main process (on the
@@ -16,6 +19,7 @@ process) and a prefork ``celery worker`` whose Spooled listener is enabled by co
   process. Rounds interleaved; medians.
 
     python bench/celery_latency.py [--probes 500] [--events 2000] [--rounds 5] [--transport ws]
+                                   [--forms direct|both] [--no-throughput]
 """
 
 from __future__ import annotations
@@ -103,8 +107,10 @@ class Bench:
         broker: redis.Redis,
         results: redis.Redis,
         payload: Callable[..., dict[str, Any]],
+        forms: str = "direct",
     ) -> None:
         self.payload = payload
+        self.forms = forms
         self.emu = emu
         self.app = app
         self.broker = broker
@@ -122,6 +128,14 @@ class Bench:
 
     def probe_event(self, ident: str) -> float:
         sent = time.time()
+        if self.forms == "both":
+            self.emu.publish(
+                "job.status",
+                job_id=ident,
+                queue_name="latency",
+                old_status="processing",
+                new_status="completed",
+            )
         self.emu.publish("job.completed", job_id=ident, queue_name="latency", duration_ms=1)
         return self._started_at(ident) - sent
 
@@ -257,6 +271,8 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--transport", choices=("ws", "sse"), default="ws")
+    parser.add_argument("--forms", choices=("direct", "both"), default="direct")
+    parser.add_argument("--no-throughput", action="store_true", help="P3 only")
     parser.add_argument("--log", type=Path, default=Path("/tmp/celery_bench_worker.log"))
     args = parser.parse_args()
 
@@ -279,10 +295,16 @@ def main() -> None:
             if not emu.wait_for_connections(1, transport=args.transport, timeout=60):
                 raise SystemExit(f"the worker's listener never connected; see {args.log}")
             bench = Bench(
-                emu, app, redis.Redis(port=port, db=0), redis.Redis(port=port, db=1), event_payload
+                emu,
+                app,
+                redis.Redis(port=port, db=0),
+                redis.Redis(port=port, db=1),
+                event_payload,
+                args.forms,
             )
             latency(bench, args.probes, args.warmup)
-            throughput(bench, args.events, args.rounds)
+            if not args.no_throughput:
+                throughput(bench, args.events, args.rounds)
 
 
 if __name__ == "__main__":

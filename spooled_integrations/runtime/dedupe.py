@@ -2,8 +2,10 @@
 
 One transition can reach us twice: as a direct lifecycle event (``job.failed`` with a
 retry count) and as the lifecycle event derived from a ``job.status`` change (no retry
-count); an SSE job stream also re-sends its current status as a snapshot after every
-reconnect. Identity keys are ``<type>:<job_id>[:<retry_count>]`` (see
+count). :mod:`~spooled_integrations.runtime.coalesce` joins the two when they come
+within its window; this filter suppresses a form that comes later than that (and
+everything when joining is off). An SSE job stream also re-sends its current status
+as a snapshot after every reconnect. Identity keys are ``<type>:<job_id>[:<retry_count>]`` (see
 :attr:`spooled_integrations.protocol.Event.identity_key`); the *base* is the key
 without the retry count.
 

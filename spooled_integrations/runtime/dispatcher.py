@@ -9,15 +9,20 @@ liveness). The dispatch thread takes frames in order, decodes each into its even
 (so an event's objects are made and let go on one thread) and, for each event:
 
 1. drops it if older than the global ``max_age`` (server timestamp);
-2. drops it if it repeats a job transition inside the duplicate window;
-3. sends :data:`~spooled_integrations.runtime.signals.spooled_signal`, receiver by
+2. with a ``coalesce_window``, lets the first form of a ``job.completed`` /
+   ``job.failed`` wait (and the events behind it, keeping their order) until its twin,
+   the other form of that transition, arrives; then one event carrying both goes on
+   (:mod:`~spooled_integrations.runtime.coalesce`). The thread's wait on an empty
+   queue ends when that wait does;
+3. drops it if it repeats a job transition inside the duplicate window;
+4. sends :data:`~spooled_integrations.runtime.signals.spooled_signal`, receiver by
    receiver;
-4. routes it and publishes to each matching target, retrying failed publishes with
+5. routes it and publishes to each matching target, retrying failed publishes with
    the package's one backoff policy inside a bounded budget (``publish_with_retry``
    in :mod:`~spooled_integrations.runtime.publisher`); when the budget runs out the
    publish is dropped, counted and signalled.
 
-With a :class:`~spooled_integrations.runtime.coordination.Coordinator`, step 4 hands
+With a :class:`~spooled_integrations.runtime.coordination.Coordinator`, step 5 hands
 ``delivery="once"`` targets to it instead (it publishes them only if this node should,
 through the same retrying publish); ``every_node`` targets are published as before.
 """
@@ -35,6 +40,7 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 from spooled_integrations.protocol import Event, EventType
+from spooled_integrations.runtime.coalesce import TWIN_TYPES, Coalescer, Ready
 from spooled_integrations.runtime.coordination.base import Coordinator, DispatchHooks
 from spooled_integrations.runtime.dedupe import DuplicateFilter
 from spooled_integrations.runtime.metrics import Metrics
@@ -99,6 +105,7 @@ class Dispatcher:
         coordinator: Coordinator | None = None,
         skip_ping: bool = False,
         tick: Callable[[], None] | None = None,
+        coalesce_window: float = 0.0,
     ) -> None:
         if queue_size < 1:
             raise ValueError("queue_size must be >= 1")
@@ -137,6 +144,7 @@ class Dispatcher:
         self._overflow_unlogged = 0
         self._coordinator = coordinator
         self._tick = tick
+        self._coalescer = Coalescer(coalesce_window, self.metrics) if coalesce_window > 0 else None
         self._last_done: tuple[float, Event | None] = (time.monotonic(), None)
         self._counts: dict[str, int] = {}  # the dispatch thread's metrics table (see _run)
         if coordinator is not None:
@@ -284,9 +292,11 @@ class Dispatcher:
             thread = self._thread
         if thread is None:
             return DrainReport(drained=0, left=0, timed_out=False)
+        coalescer = self._coalescer
         if thread is threading.current_thread():
             self._abandon.set()
-            report = DrainReport(drained=0, left=self._pending(), timed_out=False)
+            held = len(coalescer) if coalescer is not None else 0
+            report = DrainReport(drained=0, left=self._pending() + held, timed_out=False)
         else:
             self._queue.put(_WAKE)
             thread.join(max(0.0, timeout))
@@ -295,6 +305,8 @@ class Dispatcher:
                 if timed_out:
                     self._abandon.set()
                 left = self._pending() + (1 if timed_out and self._in_flight else 0)
+                if timed_out and coalescer is not None:
+                    left += len(coalescer)
                 report = DrainReport(drained=self._drained, left=left, timed_out=timed_out)
             if not timed_out:
                 self._discard_pending()
@@ -316,8 +328,15 @@ class Dispatcher:
 
     def progress(self) -> tuple[float, str | None]:
         """``(t, key)``: every event received before monotonic ``t`` has been handled
-        (events are handled in arrival order); ``key`` is the identity key of the last one."""
+        (events are handled in arrival order); ``key`` is the identity key of the last one.
+
+        While a transition waits for its twin, ``t`` is when it was received and ``key``
+        is ``None``: later events were dispatched before it."""
         received_at, event = self._last_done  # one tuple, replaced whole
+        coalescer = self._coalescer
+        oldest = coalescer.oldest if coalescer is not None else None
+        if oldest is not None and oldest <= received_at:
+            return oldest, None
         return received_at, event.identity_key if event is not None else None
 
     def _run(self) -> None:
@@ -327,15 +346,25 @@ class Dispatcher:
         timeout = coordinator.poll_interval if coordinator is not None else None
         if tick is not None:
             timeout = min(timeout or _TICK_EVERY, _TICK_EVERY)
+        coalescer = self._coalescer
         while True:
+            wait = timeout
+            if coalescer is not None and coalescer.oldest is not None:
+                wait = _until_deadline(coalescer, timeout)
             try:
-                item = self._queue.get(timeout=timeout)
+                item = self._queue.get(timeout=wait)
             except queue.Empty:
                 item = None
             if item.__class__ is Batch:
+                if coalescer is not None and coalescer.oldest is not None:
+                    # What waited in vain goes before what was received after its wait.
+                    self._deliver_ready(coalescer.due(item.received_at))
                 self._dispatch_batch(item)
             elif item is not None and item is not _WAKE:
                 self._call_control(item)
+            elif item is None and coalescer is not None and coalescer.oldest is not None:
+                # The queue stayed empty: nothing received before now is still to come.
+                self._deliver_ready(coalescer.due(time.monotonic()))
             if tick is not None:
                 self._call_control(tick)
             # After the batch: what waits for the queue to empty (claims) goes at once,
@@ -343,7 +372,27 @@ class Dispatcher:
             if coordinator is not None and not self._abandon.is_set():
                 self._poll(coordinator)
             if self._stopping and (self._abandon.is_set() or self._queue.empty()):
+                if coalescer is not None:
+                    self._flush_at_stop(coalescer)
                 return
+
+    def _flush_at_stop(self, coalescer: Coalescer) -> None:
+        """Everything received is dispatched: no twin can come, held events go now."""
+        while not self._abandon.is_set():
+            ready = coalescer.pop_oldest()
+            if ready is None:
+                return
+            self._in_flight = True
+            self._deliver_ready([ready])
+            self._finish_while_stopping()
+
+    def _deliver_ready(self, ready: Ready) -> None:
+        """Dispatch what the coalescer released, each failure isolated."""
+        for event, received_at in ready:
+            try:
+                self._deliver(event, received_at, self._age(event) if self._needs_age else None)
+            except Exception:
+                logger.exception("dispatching %s failed", event.type)
 
     def _dispatch_batch(self, batch: Batch) -> None:
         received_at, items, decode = batch
@@ -389,6 +438,8 @@ class Dispatcher:
     ) -> tuple[int, list[Event]]:
         """Dispatch a sweep's events; ``(new, the duplicates suppressed)``."""
         dedupe = self._dedupe
+        if events and self._coalescer is not None:  # they come after what was live
+            self._deliver_ready(self._coalescer.flush())
         received_at = time.monotonic()
         new = 0
         duplicates: list[Event] = []
@@ -444,6 +495,18 @@ class Dispatcher:
             if self._max_age is not None and age is not None and age > self._max_age:
                 self._drop(event, "stale", f"{age:.1f}s old (max_age {self._max_age}s)")
                 return
+        coalescer = self._coalescer
+        if coalescer is not None and (coalescer.oldest is not None or event.type in TWIN_TYPES):
+            ready = coalescer.offer(event, received_at)
+            if len(ready) != 1 or ready[0][0] is not event:
+                self._deliver_ready(ready)
+                return
+        self._deliver(event, received_at, age, fleet_done)
+
+    def _deliver(
+        self, event: Event, received_at: float, age: float | None, fleet_done: bool = False
+    ) -> None:
+        """Steps 3 to 5: the duplicate window, signals, routes."""
         if self._dedupe is not None and self._dedupe.is_duplicate(event, received_at):
             self.metrics.incr("duplicates_suppressed")
             logger.debug("duplicate suppressed: %s", event.identity_key)
@@ -582,6 +645,13 @@ class Dispatcher:
         with contextlib.suppress(queue.Empty):
             while True:
                 self._queue.get_nowait()
+
+
+def _until_deadline(coalescer: Coalescer, timeout: float | None) -> float:
+    """How long the queue wait may last: until the oldest hold ends, at most ``timeout``."""
+    deadline = coalescer.next_deadline()
+    left = 0.0 if deadline is None else max(0.0, deadline - time.monotonic())
+    return left if timeout is None else min(timeout, left)
 
 
 def _label(subscription: Subscription) -> str:

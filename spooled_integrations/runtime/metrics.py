@@ -19,6 +19,7 @@ COUNTERS = (
     "published",
     "signals_sent",
     "duplicates_suppressed",
+    "coalesced",
     "receiver_failures",
     "publish_retries",
     "reconnects",
@@ -44,6 +45,8 @@ class Metrics:
       not be kept while Redis was unreachable), ``takeover_window`` (received while
       a lease leader failed: it may not have run) and ``claim_holder_lost`` (claimed
       by a node that died before it could publish it);
+    - ``coalesced``: second forms of a transition joined into the first (one event
+      dispatched for both; :mod:`~spooled_integrations.runtime.coalesce`);
     - ``duplicates_suppressed``, ``receiver_failures``, ``publish_retries``,
       ``reconnects``, ``protocol_errors[reason]``;
     - ``caught_up``: events recovered from the job list after a gap and dispatched

@@ -111,7 +111,10 @@ def test_both_forms_of_one_transition_dispatch_once(
     seen = record(spooled_signal, sender="job.failed")
     publisher = RecordingPublisher()
     runtime = make_runtime(
-        spooled_emulator, publisher, subscriptions=[{"events": ["job.failed"], "task": "t.f"}]
+        spooled_emulator,
+        publisher,
+        subscriptions=[{"events": ["job.failed"], "task": "t.f"}],
+        coalesce_window=0,  # the duplicate window alone (joined forms: test_coalesce.py)
     )
     start_connected(runtime, spooled_emulator)
     spooled_emulator.publish("JobFailed", job_id="j", queue_name="q", error="e", retry_count=2)
