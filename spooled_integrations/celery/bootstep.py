@@ -170,6 +170,11 @@ class SpooledStep(bootsteps.StartStopStep):
                 timeout + 2.0,
             )
 
+    def info(self, parent: Any) -> dict[str, Any]:
+        """``celery inspect stats`` carries this under ``spooled``: the listener's health is
+        where Celery operators look, with no extra command to register."""
+        return {"spooled": self.status()}
+
     def status(self) -> dict[str, Any]:
         """What ``celery inspect spooled_status`` shows for this node (JSON-ready)."""
         result: dict[str, Any] = {

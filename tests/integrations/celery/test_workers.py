@@ -264,3 +264,48 @@ def test_bad_config_stops_the_worker_at_boot(
     assert "subscriptions[0] (name='x').events[0]: unknown event 'job.complete'" in output
     assert " ready." not in output
     assert emulator.connections_accepted("ws") == 0
+
+
+def test_inspect_stats_shows_the_listener_health_even_when_refused(
+    redis_url: str, emulator: Emulator, start_worker: Callable[..., Any]
+) -> None:
+    """Config-only enabling registers no command, but every worker answers ``inspect
+    stats``; a refused key leaves the worker up, its listener visibly ``refused``."""
+    emulator.revoke_api_key()
+    worker = start_worker(redis_url, emulator, mode="imports")
+    worker.wait_ready()
+
+    def stats() -> dict[str, Any]:
+        result = subprocess.run(
+            [
+                CELERY_BIN,
+                "-A",
+                "spooled_testapp",
+                "inspect",
+                "stats",
+                "-d",
+                worker.node,
+                "--json",
+                "-t",
+                "5",
+            ],
+            env=worker.env,
+            cwd=worker.log.parent,
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr.decode()
+        replies = json.loads(result.stdout.decode().strip().splitlines()[-1])
+        spooled: dict[str, Any] = replies[worker.node]["spooled"]
+        return spooled
+
+    deadline = time.monotonic() + 20
+    while (status := stats())["health"] != "refused" and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert status["health"] == "refused", status
+    assert status["refused_until"] and "HTTP 401" in status["last_error"]
+    assert emulator.api_key not in json.dumps(status)
+    assert emulator.login_count == 1  # and no second login while refused
+    log = worker.log.read_text() if worker.log.exists() else ""
+    assert log.count("Check SPOOLED_API_KEY") == 1, log
