@@ -129,6 +129,41 @@ def test_nodes_with_coordination_share_one_login_through_redis(
             runtime.stop(timeout=5)
 
 
+def test_a_refused_key_costs_the_fleet_one_login_per_retry(
+    emulator: Emulator, tmp_path: Path, redis_url: str
+) -> None:
+    """A wrong key on every node must not spend the environment's login budget."""
+    namespace = f"refused-{uuid.uuid4().hex[:8]}"
+    emulator.revoke_api_key()
+    coordination = {"strategy": "lease", "redis_url": redis_url, "namespace": namespace}
+    runtimes = [
+        SpooledRuntime(
+            RuntimeConfig(
+                connection=ConnectionOptions(
+                    api_key=emulator.api_key,
+                    base_url=emulator.base_url,
+                    token_cache=str(tmp_path / f"node-{node}"),
+                ),
+                coordination=coordination,
+            )
+        )
+        for node in range(4)
+    ]
+    try:
+        for runtime in runtimes:
+            runtime.start()
+        assert wait_until(lambda: all(r.health == "refused" for r in runtimes), timeout=15)
+        time.sleep(1.0)
+        assert emulator.login_count == 1
+    finally:
+        for runtime in runtimes:
+            runtime.stop(timeout=5)
+        import redis
+
+        store = redis.Redis.from_url(redis_url)
+        store.delete(*store.keys(f"spooled:{namespace}:*") or [f"spooled:{namespace}:none"])
+
+
 def clients(emu: Emulator, cache: Path, count: int, **overrides: Any) -> list[BaseClient]:
     options = ConnectionOptions(
         api_key=emu.api_key,
