@@ -30,6 +30,7 @@ from spooled_integrations.dramatiq.fork import spooled_listener
 from spooled_integrations.dramatiq.listener_lock import ListenerLock, ListenerWatch
 from spooled_integrations.dramatiq.publisher import DramatiqPublisher
 from spooled_integrations.dramatiq.settings import DramatiqSettings, settings_and_problems
+from spooled_integrations.dramatiq.status_file import StatusFile, StatusWriter
 from spooled_integrations.errors import ConfigurationError, SettingsError, SubscriptionError
 from spooled_integrations.runtime import (
     DrainReport,
@@ -80,6 +81,7 @@ class SpooledMiddleware(Middleware):  # type: ignore[misc,unused-ignore]  # unty
         self._prepared: SpooledRuntime | None = None
         self._owner_pid = 0  # the process whose threads self._runtime runs
         self._watch: ListenerWatch | None = None  # fork mode: ready to replace the fork
+        self._status_writer: StatusWriter | None = None  # fork mode: for the workers
 
     def __repr__(self) -> str:
         s = self.settings
@@ -182,6 +184,9 @@ class SpooledMiddleware(Middleware):  # type: ignore[misc,unused-ignore]  # unty
             runtime = runtime or self.build_runtime(broker)
             runtime.start()
             self._runtime, self._owner_pid = runtime, os.getpid()
+            if self.settings.mode == "fork":  # the workers' status() reads it
+                self._status_writer = StatusWriter(StatusFile(os.getppid()), runtime.status)
+                self._status_writer.start()
         self._log_started(runtime)
         return runtime
 
@@ -192,6 +197,9 @@ class SpooledMiddleware(Middleware):  # type: ignore[misc,unused-ignore]  # unty
             self._prepared = None
             if runtime is None or self._owner_pid != os.getpid():
                 return None  # nothing started here (a copy inherited through fork has no threads)
+            writer, self._status_writer = self._status_writer, None
+        if writer is not None:
+            writer.stop()
         limit = self.settings.shutdown_timeout if timeout is None else timeout
         report = runtime.stop(limit)
         if report.left or report.timed_out:
@@ -203,12 +211,17 @@ class SpooledMiddleware(Middleware):  # type: ignore[misc,unused-ignore]  # unty
         return report
 
     def status(self) -> dict[str, Any]:
-        """The runtime's status in this process, plus where the listener runs."""
+        """The listener's status, plus where it runs: in ``mode="fork"`` a worker process
+        reads what the listener's process wrote (``listener_pid``, ``status_age``,
+        ``stale`` when it stopped writing)."""
         settings = self.settings
         with self._lock:
             runtime = self._runtime if self._owner_pid == os.getpid() else None
         base: dict[str, Any] = {"enabled": settings.enabled, "mode": settings.mode}
         if runtime is None:
+            written = StatusFile(os.getppid()).read() if settings.mode == "fork" else None
+            if written is not None:  # the fork process's listener, a second old at most
+                return {**base, **written, "listening_here": False}
             return {**base, "running": False, "listening_here": False}
         return {**base, **runtime.status(), "listening_here": True}
 

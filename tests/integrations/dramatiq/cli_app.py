@@ -39,7 +39,8 @@ def _broker() -> dramatiq.Broker:
 
 broker = _broker()
 _runtime = os.environ.get("SPOOLED_TEST_RUNTIME")
-broker.add_middleware(SpooledMiddleware(runtime=json.loads(_runtime) if _runtime else None))
+middleware = SpooledMiddleware(runtime=json.loads(_runtime) if _runtime else None)
+broker.add_middleware(middleware)
 dramatiq.set_broker(broker)
 
 QUEUE = os.environ.get("SPOOLED_TEST_QUEUE", "spooled-test")
@@ -48,8 +49,10 @@ COMPLETED_QUEUE = os.environ.get("SPOOLED_TEST_COMPLETED_QUEUE")
 
 
 def _append(event: dict[str, Any]) -> None:
-    """Append the event and this pid as one line; O_APPEND keeps lines whole across processes."""
-    line = json.dumps({"pid": os.getpid(), "event": event}) + "\n"
+    """Append the event, this pid and the listener status this process sees as one line;
+    O_APPEND keeps lines whole across processes."""
+    record = {"pid": os.getpid(), "event": event, "spooled": middleware.status()}
+    line = json.dumps(record, default=str) + "\n"
     fd = os.open(OUTPUT, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         os.write(fd, line.encode())

@@ -5,12 +5,14 @@ Each run gets unique queue names and is killed (whole process group) at teardown
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from spooled_integrations.dramatiq.status_file import StatusFile
 from spooled_integrations.testing import Emulator
 
 from .conftest import DramatiqRun
@@ -113,6 +115,14 @@ def check_fork_mode(
     by_job = {e["data"]["job_id"]: e["data"]["error"] for e in events}
     assert all(by_job[f"job-{i}"] == f"boom {i}" for i in range(EVENTS))
     assert "Spooled listener started" in run.log_text()
+    # A worker process sees the fork's listener through the status file it writes.
+    seen = records[-1]["spooled"]
+    assert seen["listening_here"] is False and seen["connected"] is True, seen
+    assert seen["health"] == "connected" and seen["stale"] is False
+    assert seen["listener_pid"] != records[-1]["pid"]
+    assert emu.api_key not in json.dumps(seen)
+    status_file = StatusFile(run.pid).path
+    assert status_file.exists()
 
     emu.stall(True)
     time.sleep(0.5)
@@ -122,6 +132,7 @@ def check_fork_mode(
     assert "Spooled listener: SIGTERM received, stopping" in log
     assert "Spooled runtime stopped" in log
     assert emu.connections_accepted("ws") == 1
+    assert not status_file.exists()  # a clean stop leaves no status behind
 
 
 @pytest.mark.redis
