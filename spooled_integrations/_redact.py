@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from typing import Any
 
-__all__ = ["redact", "redact_url"]
+__all__ = ["redact", "redact_mapping", "redact_url"]
 
 _SECRET = re.compile(
     r"eyJ[\w-]+\.[\w-]+\.[\w-]*"  # a JWT
@@ -15,6 +17,8 @@ _SECRET = re.compile(
     r"|(?<=Bearer )[^\s\"',]+",
     re.IGNORECASE,
 )
+# keys whose value is a secret whatever it looks like (Celery masks settings the same way)
+_SECRET_KEY = re.compile(r"api|token|key|secret|pass|auth|signature|cookie|credential", re.I)
 # scheme://user:password@host -- the password part (redis://:pw@h has an empty user)
 _URL_PASSWORD = re.compile(r"(?<=://)([^:/@\s]*):([^\s/]+)@")
 
@@ -31,3 +35,21 @@ def redact(text: str, *secrets: str | None) -> str:
 def redact_url(url: str) -> str:
     """``url`` with the password of its user-info (and a ``password=`` query) hidden."""
     return redact(url)
+
+
+def redact_mapping(value: Any) -> Any:
+    """A copy of ``value`` (mappings and lists, nested) with the value of every key that
+    names a secret (``Authorization``, ``api_key``, ``X-Token``...) replaced, and
+    :func:`redact` applied to every string."""
+    if isinstance(value, Mapping):
+        return {
+            key: "[redacted]"
+            if isinstance(key, str) and _SECRET_KEY.search(key)
+            else redact_mapping(item)
+            for key, item in value.items()
+        }
+    if isinstance(value, (list, tuple)):
+        return [redact_mapping(item) for item in value]
+    if isinstance(value, str):
+        return redact(value)
+    return value

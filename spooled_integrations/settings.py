@@ -156,6 +156,19 @@ _INTEGRATION = [
         "a URL, JSON text or a mapping.",
     ),
     Setting(
+        "coordination_password",
+        "integration",
+        None,
+        "Password of the coordination Redis, added to its URL. Kept apart so Celery's "
+        "inspect conf and report mask it, as they mask every *_password setting.",
+    ),
+    Setting(
+        "checkpoint_password",
+        "integration",
+        None,
+        "Password of the checkpoint Redis, added to its URL (masked by Celery, as above).",
+    ),
+    Setting(
         "shutdown_timeout",
         "integration",
         10.0,

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import pytest
 from celery import Celery
@@ -107,6 +108,8 @@ SAMPLES: dict[str, tuple[Sample, Sample]] = {
         Sample(COORD_A, expect=CoordinationConfig(**COORD_A)),
         Sample(COORD_B, expect=CoordinationConfig(**COORD_B)),
     ),
+    "coordination_password": (Sample("coord-pw-a"), Sample("coord-pw-b")),
+    "checkpoint_password": (Sample("ckpt-pw-a"), Sample("ckpt-pw-b")),
     "shutdown_timeout": (Sample(2.5), Sample(7.0)),
     # connection
     "base_url": (Sample("http://a.example:8080"), Sample("https://b.example")),
@@ -153,6 +156,8 @@ BAD: dict[str, Bad] = {
     "subscriptions": Bad([{"events": ["job.complete"]}], '[{"events": ["job.complete"]}]'),
     "external_tasks": Bad(5, None),
     "coordination": Bad("leader", "leader"),
+    "coordination_password": Bad(5, None),
+    "checkpoint_password": Bad(5, None),
     "shutdown_timeout": Bad("soon", "soon"),
     "base_url": Bad(f"ftp://user:{BAD_PASSWORD}@nope", f"ftp://user:{BAD_PASSWORD}@nope"),
     "ws_url": Bad(f"http://user:{BAD_PASSWORD}@x", f"http://user:{BAD_PASSWORD}@x"),
@@ -242,8 +247,25 @@ def make_app(namespace: str | None = None, **settings: Any) -> Celery:
     return app
 
 
+PASSWORD_TARGETS = {
+    "coordination_password": ("coordination", "lease:redis://127.0.0.1:6379/15"),
+    "checkpoint_password": ("checkpoint", "redis://127.0.0.1:6379/15"),
+}
+"""A password setting, and the setting (with a URL) it completes."""
+
+
 def celery_base(name: str) -> dict[str, Any]:
-    return {} if name in CREDENTIALS else {"spooled_api_key": KEY}
+    base = {} if name in CREDENTIALS else {"spooled_api_key": KEY}
+    if name in PASSWORD_TARGETS:
+        target, url = PASSWORD_TARGETS[name]
+        base[f"spooled_{target}"] = url
+    return base
+
+
+def _password_in(name: str, coordination: Any, checkpoint: Any) -> str | None:
+    """The password that setting ``name`` put into its URL."""
+    url = coordination.redis_url if name == "coordination_password" else checkpoint
+    return unquote(urlsplit(url).password or "")
 
 
 def celery_produced(name: str, read: SpooledCelerySettings) -> Any:
@@ -263,6 +285,8 @@ def celery_produced(name: str, read: SpooledCelerySettings) -> Any:
         value = runtime.coordination
     elif name == "shutdown_timeout":
         value = read.shutdown_timeout
+    elif name in PASSWORD_TARGETS:
+        value = _password_in(name, runtime.coordination, runtime.checkpoint)
     else:
         value = getattr(runtime, name)
     return value.get_secret_value() if isinstance(value, SecretStr) else value
@@ -298,9 +322,8 @@ def test_celery_every_setting_in_every_form_reaches_the_runtime(name: str, form:
 def test_celery_django_spelling_is_the_documented_key(name: str) -> None:
     sample = SAMPLES[name][0]
     app = Celery("settings-model", broker="memory://", set_as_current=False)
-    source = SimpleNamespace(**{SETTINGS[name].django_key: sample.value})
-    if name not in CREDENTIALS:
-        source.CELERY_SPOOLED_API_KEY = KEY
+    base = {f"CELERY_{key.upper()}": value for key, value in celery_base(name).items()}
+    source = SimpleNamespace(**base, **{SETTINGS[name].django_key: sample.value})
     app.config_from_object(source, namespace="CELERY")
     if name == "enabled":
         assert read_enabled(app, cli=None, installed=True, environ={})[0] == sample.expected
@@ -419,6 +442,8 @@ def dramatiq_produced(name: str, middleware: SpooledMiddleware) -> Any:
         value = getattr(settings, name)
     elif name == "subscriptions":
         value = [s.name for s in config.subscriptions]
+    elif name in PASSWORD_TARGETS:
+        value = _password_in(name, config.coordination, config.checkpoint)
     else:
         value = getattr(config, name)
     return value.get_secret_value() if isinstance(value, SecretStr) else value
@@ -433,7 +458,11 @@ def dramatiq_middleware(
 
 
 def dramatiq_base(name: str) -> dict[str, Any]:
-    return {} if name in CREDENTIALS else {"api_key": KEY}
+    base = {} if name in CREDENTIALS else {"api_key": KEY}
+    if name in PASSWORD_TARGETS:
+        target, url = PASSWORD_TARGETS[name]
+        base[target] = url
+    return base
 
 
 @pytest.mark.parametrize("form", DRAMATIQ_FORMS)

@@ -21,12 +21,19 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from celery import Celery
+from celery.app.utils import filter_hidden_settings
 from celery.exceptions import ImproperlyConfigured
 from pydantic import ValidationError
 
 from spooled_integrations import settings as model
 from spooled_integrations._problems import problems_by_field, shown_value
-from spooled_integrations._settings import BOOLEAN_SPELLINGS, check_runtime_fields
+from spooled_integrations._redact import redact
+from spooled_integrations._settings import (
+    BOOLEAN_SPELLINGS,
+    PASSWORDS,
+    add_passwords,
+    check_runtime_fields,
+)
 from spooled_integrations._suggest import did_you_mean
 from spooled_integrations.celery.publisher import CeleryPublisher
 from spooled_integrations.celery.taskoptions import task_subscriptions
@@ -206,30 +213,36 @@ class _Reader:
             raise SpooledImproperlyConfigured(self.problems)
 
 
-def unknown_settings(app: Celery) -> list[str]:
-    """``spooled_*`` keys in the config that nothing reads (typos), with a suggestion."""
+def _spooled_keys(app: Celery) -> dict[str, str]:
+    """``{key as written: spooled_<name>}`` of every ``spooled_*`` key in the config."""
     namespace = getattr(app, "namespace", None)
     prefixes = ["spooled_"]
     if namespace:
         prefixes.append(f"{namespace.lower()}_spooled_")
-    problems = []
     try:
         keys = list(app.conf.keys())
-    except Exception:  # a config we cannot list: skip the typo check, not the boot
-        logger.debug("cannot list the Celery config keys; skipping the typo check")
-        return []
+    except Exception:  # a config we cannot list: skip the checks, not the boot
+        logger.debug("cannot list the Celery config keys; skipping the key checks")
+        return {}
+    found = {}
     for key in keys:
         if not isinstance(key, str):
             continue
         lower = key.lower()
         for prefix in prefixes:
             if lower.startswith(prefix):
-                name = "spooled_" + lower[len(prefix) :]
-                if name not in SETTINGS:
-                    hint = did_you_mean(name, SETTINGS)
-                    problems.append(f"{key}: unknown Spooled setting{hint}")
+                found[key] = "spooled_" + lower[len(prefix) :]
                 break
-    return problems
+    return found
+
+
+def unknown_settings(app: Celery) -> list[str]:
+    """``spooled_*`` keys in the config that nothing reads (typos), with a suggestion."""
+    return [
+        f"{key}: unknown Spooled setting{did_you_mean(name, SETTINGS)}"
+        for key, name in _spooled_keys(app).items()
+        if name not in SETTINGS
+    ]
 
 
 def _connection(reader: _Reader) -> ConnectionOptions | None:
@@ -342,6 +355,56 @@ def _tuning(reader: _Reader) -> dict[str, Any]:
     return checked
 
 
+def _passwords(
+    reader: _Reader, coordination: CoordinationConfig | None, tuning: dict[str, Any]
+) -> CoordinationConfig | None:
+    """The Redis passwords put into their URLs (``tuning``'s checkpoint in place)."""
+    passwords = {}
+    for name in PASSWORDS:
+        value = reader.get(name)
+        if value is not None and value != "":
+            passwords[name] = value
+    given = frozenset(name for name in ("coordination", "checkpoint") if reader.get(name))
+    coordination, checkpoint, problems = add_passwords(
+        passwords, coordination, tuning.get("checkpoint"), given=given
+    )
+    if checkpoint is not None:
+        tuning["checkpoint"] = checkpoint
+    for name, message in problems:
+        reader.problem(name, message)
+    return coordination
+
+
+def shown_secrets(app: Celery) -> list[str]:
+    """The ``spooled_*`` keys whose value ``celery inspect conf`` and ``celery report``
+    would print with a secret in it, judged by Celery's own sanitiser."""
+    found = []
+    for key in _spooled_keys(app):
+        shown = repr(filter_hidden_settings({key: app.conf.get(key)})[key])
+        if redact(shown) != shown:
+            found.append(key)
+    return found
+
+
+def _warn_shown_secrets(app: Celery) -> None:
+    keys = _spooled_keys(app)
+    for key in shown_secrets(app):
+        name = keys[key]
+        if name in ("spooled_coordination", "spooled_checkpoint"):
+            fix = f"put the Redis password in {name}_password instead"
+        elif (setting := _MODEL.get(name.removeprefix("spooled_"))) is not None:
+            fix = f"give the value as {setting.env} instead"
+        else:
+            fix = "keep it out of the Celery config"
+        logger.warning(
+            "the Spooled setting %s holds a secret that celery inspect conf and celery "
+            "report print as written (Celery masks a setting by its name: *_password, "
+            "*_key, *_token...); %s",
+            key,
+            fix,
+        )
+
+
 def _task_rules(
     reader: _Reader,
     publisher: CeleryPublisher,
@@ -389,6 +452,8 @@ def read_settings(
     coordination = _coordination(reader)
     timeout = reader.number("shutdown_timeout", DEFAULT_SHUTDOWN_TIMEOUT)
     tuning = _tuning(reader)
+    coordination = _passwords(reader, coordination, tuning)
+    _warn_shown_secrets(app)
     reader.fail_if_any()
     assert connection is not None and subscriptions is not None and timeout is not None
     try:

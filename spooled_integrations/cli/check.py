@@ -1,7 +1,10 @@
 """``spooled-integrations check FILE``: validate a subscription file, print its routing table.
 
 Exit status 0 when valid, 1 with every problem listed when not. The table shows each
-route as the router sees it: event type -> filters -> target -> delivery.
+route as the router sees it: event type -> filters -> target -> delivery. Everything
+printed goes through the redaction helpers first (a rule's ``options.headers`` may hold
+a token, a YAML error quotes the line it stopped at), and a long cell is cut only after
+that, so no part of a secret is printed.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ import json
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
+
+from spooled_integrations._redact import redact, redact_mapping
 
 if TYPE_CHECKING:
     from spooled_integrations.runtime.subscriptions import Subscription, SubscriptionSet
@@ -33,10 +38,12 @@ def run(args: argparse.Namespace) -> int:
     except SubscriptionError as exc:
         print(f"{args.file}: {len(exc.problems)} problem(s)", file=sys.stderr)
         for problem in exc.problems:
-            print(f"  - {problem}", file=sys.stderr)
+            print(f"  - {redact(problem)}", file=sys.stderr)
         return 1
     except ConfigurationError as exc:
-        print(f"{args.file}: {exc}", file=sys.stderr)
+        message = redact(str(exc))
+        named = message.startswith(str(args.file))
+        print(message if named else f"{args.file}: {message}", file=sys.stderr)
         return 1
 
     rows = routing_table(subscriptions)
@@ -77,7 +84,7 @@ def _filters(sub: Subscription) -> str:
         values = sub.filter_values(field)
         if values is not None:
             parts.append(f"{field}={'|'.join(sorted(values))}")
-    for key, value in sub.where.items():
+    for key, value in redact_mapping(sub.where).items():
         shown = "|".join(_json(v) for v in value) if isinstance(value, list) else _json(value)
         parts.append(f"{key}={shown}")
     if sub.max_age is not None:
@@ -92,7 +99,7 @@ def _target(sub: Subscription) -> str:
     if sub.payload == "data":
         text += " (data)"
     if sub.options:
-        text += " " + _json(sub.options)
+        text += " " + _json(redact_mapping(sub.options))
     return _clip(text)
 
 
@@ -101,7 +108,7 @@ def _delivery(sub: Subscription) -> str:
 
 
 def _rule(index: int, sub: Subscription) -> str:
-    return f"[{index}] {sub.name}" if sub.name else f"[{index}]"
+    return _clip(f"[{index}] {sub.name}" if sub.name else f"[{index}]")
 
 
 def _json(value: Any) -> str:
@@ -109,6 +116,7 @@ def _json(value: Any) -> str:
 
 
 def _clip(text: str) -> str:
+    text = redact(text)  # before cutting: a cut secret would no longer be recognised
     return text if len(text) <= _MAX_CELL else text[: _MAX_CELL - 1] + "…"
 
 

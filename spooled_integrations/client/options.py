@@ -20,7 +20,7 @@ from pydantic import (
 )
 
 from spooled_integrations._problems import describe_problems
-from spooled_integrations._redact import redact_url
+from spooled_integrations._redact import redact_mapping, redact_url
 from spooled_integrations.errors import ConfigurationError
 from spooled_integrations.protocol import Event, EventType, resolve, wire_dotted_name
 
@@ -127,6 +127,16 @@ class ConnectionOptions(BaseModel):
         if first is not None and value < first:
             raise ValueError(f"must be >= reconnect_delay ({first:g}), got {value:g}")
         return value
+
+    def __repr_args__(self) -> Any:
+        # Headers may carry credentials (Authorization, X-Api-Key) and a URL a password.
+        for name, value in super().__repr_args__():
+            if name == "extra_headers":
+                yield name, redact_mapping(value)
+            elif name in ("base_url", "ws_url") and isinstance(value, str):
+                yield name, redact_url(value)
+            else:
+                yield name, value
 
     @classmethod
     def from_env(

@@ -22,6 +22,7 @@ a worker boots.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Mapping
 from typing import Any, Literal
@@ -39,11 +40,11 @@ from pydantic import (
 from spooled_integrations import settings as model
 from spooled_integrations._problems import problems_by_field
 from spooled_integrations._redact import redact, redact_url
-from spooled_integrations._settings import check_runtime_fields
+from spooled_integrations._settings import PASSWORDS, add_passwords, check_runtime_fields
 from spooled_integrations._suggest import did_you_mean
 from spooled_integrations.client import ConnectionOptions, SubscriptionFilter
-from spooled_integrations.errors import SettingsError
-from spooled_integrations.runtime.coordination import CoordinationField
+from spooled_integrations.errors import ConfigurationError, SettingsError
+from spooled_integrations.runtime.coordination import CoordinationField, parse_coordination
 
 __all__ = ["DramatiqSettings", "Mode", "resolve_settings", "settings_and_problems"]
 
@@ -221,6 +222,7 @@ def settings_and_problems(
     values, origins, problems = layers.values, layers.origins, layers.problems
     connection = _connection(layers)
     problems.extend(_runtime(layers))
+    problems.extend(_passwords(layers))
     try:
         # a connection with problems is replaced, so the other fields are checked too
         settings = DramatiqSettings(connection=connection or ConnectionOptions(), **values)
@@ -268,6 +270,28 @@ def _runtime(layers: _Layers) -> list[str]:
     )
     values["runtime"] = {**runtime, **checked}
     return [f"{where.get(name, 'runtime')}: {message}" for name, message in problems]
+
+
+def _passwords(layers: _Layers) -> list[str]:
+    """Put the Redis passwords into the coordination and checkpoint URLs."""
+    values, origins = layers.values, layers.origins
+    passwords = {name: values.pop(name) for name in PASSWORDS if name in values}
+    if not passwords:
+        return []
+    coordination = None
+    with contextlib.suppress(ConfigurationError):  # DramatiqSettings reports it
+        coordination = parse_coordination(values.get("coordination"))
+    runtime = values.get("runtime")
+    checkpoint = runtime.get("checkpoint") if isinstance(runtime, dict) else None
+    given = frozenset(name for name in ("coordination",) if values.get(name) is not None)
+    coordination, checkpoint, problems = add_passwords(
+        passwords, coordination, checkpoint, given=given
+    )
+    if coordination is not None:
+        values["coordination"] = coordination
+    if checkpoint is not None and isinstance(runtime, dict):
+        runtime["checkpoint"] = checkpoint
+    return [f"{origins.get(name, name)}: {message}" for name, message in problems]
 
 
 def _read_source(source: Any, layers: _Layers) -> None:

@@ -566,6 +566,17 @@ def _parse_toml(path: Path, text: str) -> Any:
         raise ConfigurationError(f"{path}: invalid TOML ({exc})") from None
 
 
+def _yaml_problem(exc: Exception) -> str:
+    """What is wrong and where, without PyYAML's quote of the line (a secret on that
+    line would show, cut where no redaction recognises it)."""
+    parts = [getattr(exc, "context", None), getattr(exc, "problem", None)]
+    text = ": ".join(str(part) for part in parts if part) or type(exc).__name__
+    mark = getattr(exc, "problem_mark", None)
+    if mark is not None:
+        text += f" at line {mark.line + 1}, column {mark.column + 1}"
+    return text
+
+
 def _parse_yaml(path: Path, text: str) -> Any:
     try:
         import yaml
@@ -577,7 +588,7 @@ def _parse_yaml(path: Path, text: str) -> Any:
     try:
         document = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigurationError(f"{path}: invalid YAML ({exc})") from None
+        raise ConfigurationError(f"{path}: invalid YAML ({_yaml_problem(exc)})") from None
     if document is None:
         return []
     return document
