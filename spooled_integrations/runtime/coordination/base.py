@@ -27,7 +27,7 @@ from spooled_integrations.runtime.subscriptions import Subscription
 if TYPE_CHECKING:
     import redis
 
-__all__ = ["Coordinator", "DispatchHooks"]
+__all__ = ["Coordinator", "DispatchHooks", "StreamHealth"]
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +52,25 @@ class DispatchHooks:
     drop: Callable[[Event | None, str, str], None]
     progress: Callable[[], tuple[float, str | None]]
     backlog: Callable[[], int] = lambda: 0
+
+
+@dataclass(frozen=True)
+class StreamHealth:
+    """What this node's own stream says right now (the lease leads only while it hears).
+
+    ``hearing``: connected, and a frame arrived on this connection (a handshake alone
+    proves nothing: a stalled server completes it and then says nothing);
+    ``heard_at``: monotonic time of the last frame, ``None`` before any;
+    ``state``: the connection state's name, for logs.
+    """
+
+    hearing: bool
+    heard_at: float | None = None
+    state: str = "connected"
+
+
+def _always_hearing() -> StreamHealth:
+    return StreamHealth(True, None)
 
 
 def _no_publish(subscription: Subscription, event: Event) -> None:
@@ -90,6 +109,8 @@ class Coordinator(ABC):
         self._redis = client or connect(config.redis_url, timeout=self._redis_timeout)
         self._errors = redis_errors()
         self._hooks = DispatchHooks(_no_publish, _no_drop, _no_progress)
+        self._stream: Callable[[], StreamHealth] = _always_hearing
+        self._silence = 0.0
         self._state_lock = threading.Lock()
         self._available: bool | None = None  # None: not tried yet
         self._last_error: str | None = None
@@ -106,6 +127,14 @@ class Coordinator(ABC):
     def attach(self, hooks: DispatchHooks) -> None:
         """Called once by the dispatcher that owns this coordinator."""
         self._hooks = hooks
+
+    def watch_stream(self, probe: Callable[[], StreamHealth], *, silence: float) -> None:
+        """Called once by the runtime: ``probe()`` tells whether this node's stream hears
+        (any thread, cheap); ``silence`` is how long a stream may go quiet before the
+        client declares it dead (its liveness timeout). Without it the node always
+        counts as hearing."""
+        self._stream = probe
+        self._silence = silence
 
     def start(self) -> None:  # noqa: B027 -- optional hook
         """Start background work (no network I/O on the calling thread)."""

@@ -38,10 +38,42 @@ takeover it splits the shadow with the previous leader's record:
   ``dropped{"takeover_window"}`` and sent on ``event_dropped``. This is an upper
   bound on what the takeover lost.
 
+A leader leads only while it *hears*: its stream is connected and a frame arrived on
+that connection (a completed handshake alone proves nothing). Every node lists itself
+in ``spooled:lease:<namespace>:hearing`` (a sorted set, entries living ``T``) while it
+hears and leaves it when it does not, so each tick also learns how many *other* nodes
+hear. Then, with ``G`` = ``T``:
+
+- a leader that does not hear while another node does pauses ``once`` dispatch (it
+  holds events, as past its horizon) and its renewals promise nothing received after
+  its last frame (``s``). When its stream comes back within ``G`` it dispatches what it
+  held and keeps the lease: its catch-up sweeps the gap (a blip does not move the
+  lease). After ``G`` of deafness it *hands the lease over*: it releases it with a
+  final record (``w = s`` = its last frame, ``key`` its last dispatched event,
+  ``why = "deaf"``), and a node that hears takes it within ``T/3`` and dispatches
+  from its shadow everything after ``key``. So a connected standby dispatches at most
+  ``G + renew_interval + T/3`` (about ``1.4 T``) after the leader noticed, which for a
+  stream that goes silent without closing is the client's ``liveness_timeout`` after
+  the last frame (a refused or closed connection, or one that never sends a frame, is
+  noticed at once);
+- a node that does not hear (or that handed the lease over less than ``T`` ago) does
+  not acquire a free lease while another node hears: the one that hears does;
+- when no other node hears, a deaf leader keeps the lease and keeps dispatching what
+  its catch-up recovers (nobody could do better, and the holder is the one that sweeps
+  the gap once its stream is back); a node that hears nothing may likewise take a
+  lease nobody else can use (at start, before any connection).
+
+A standby keeps events a live leader is responsible for at least ``liveness_timeout +
+2T`` (``buffer_size`` still bounds it), so a handover after a silent stall still finds
+the old leader's last event in the shadow.
+
 A node that sees no live leader (Redis unreachable, or the lease free) marks what it
 shadows as pending; a pending event pushed out of the shadow by its bounds (or left at
 stop) while still no other leader is known is counted as
 ``dropped{"coordination_unavailable"}`` (a leader elected since has taken it over).
+
+``status()`` shows ``hearing``, ``deaf_since``, ``other_nodes_hearing``, ``dispatching``
+(false while paused) and ``deaf_handovers``.
 
 ``leadership_changed`` is sent (sender: the runtime) with ``leader=`` (bool),
 ``holder=`` (the lease holder's token or ``None``), ``node=`` (this node's token) and
@@ -50,6 +82,7 @@ stop) while still no other leader is known is counted as
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections import deque
@@ -61,7 +94,7 @@ from typing import Any
 from spooled_integrations.protocol import Event
 from spooled_integrations.protocol.timestamps import format_optional
 from spooled_integrations.runtime.coordination._redis import RedisClock, as_int
-from spooled_integrations.runtime.coordination.base import UNAVAILABLE, Coordinator
+from spooled_integrations.runtime.coordination.base import UNAVAILABLE, Coordinator, StreamHealth
 from spooled_integrations.runtime.signals import leadership_changed, send_isolated
 from spooled_integrations.runtime.subscriptions import Subscription
 
@@ -76,38 +109,55 @@ _RECORD_TTL_MS = 24 * 3600 * 1000
 _UNMEASURED_SKEW = 1.0  # seconds allowed between two nodes' streams when not measured
 _EVICTION_BUCKET = 0.1  # seconds
 
-# KEYS: lease, record. ARGV: token, ttl_ms, s_offset_ms, w_lag_ms, key, record_ttl_ms,
-# op ("tick" | "release"), final. Returns {code, redis_now_ms, pttl_ms, holder, previous}
-# with code 1 = held (renewed or released), 2 = acquired, 0 = someone else holds it.
+# KEYS: lease, record, hearing. ARGV: token, ttl_ms, s_offset_ms, w_lag_ms, key,
+# record_ttl_ms, op ("tick" | "release"), final, hearing ("1" | "0"), acquire ("free":
+# when the lease is free; "last": only when no other node hears), why.
+# Returns {code, redis_now_ms, pttl_ms, holder, previous, others} with code 1 = held
+# (renewed or released), 2 = acquired, 0 = not held (holder '' when the lease is free);
+# others = how many other nodes hear their stream.
 _SCRIPT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ttl = tonumber(ARGV[2])
+local hears = ARGV[9] == '1' and ARGV[7] ~= 'release'
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+if hears then
+  redis.call('ZADD', KEYS[3], now + ttl, ARGV[1])
+  redis.call('PEXPIRE', KEYS[3], 2 * ttl)
+else
+  redis.call('ZREM', KEYS[3], ARGV[1])
+end
+local others = redis.call('ZCARD', KEYS[3])
+if hears then others = others - 1 end
 local holder = redis.call('GET', KEYS[1])
 local function record()
   redis.call('HSET', KEYS[2], 'holder', ARGV[1], 'w', now - tonumber(ARGV[4]),
-             'key', ARGV[5], 's', now + tonumber(ARGV[3]), 'final', ARGV[8])
+             'key', ARGV[5], 's', now + tonumber(ARGV[3]), 'final', ARGV[8], 'why', ARGV[11])
   redis.call('PEXPIRE', KEYS[2], ARGV[6])
 end
 if ARGV[7] == 'release' then
   if holder == ARGV[1] then
     redis.call('DEL', KEYS[1])
     record()
-    return {1, now, 0, ARGV[1], {}}
+    return {1, now, 0, ARGV[1], {}, others}
   end
-  return {0, now, 0, holder or '', {}}
+  return {0, now, 0, holder or '', {}, others}
 end
 if holder == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  redis.call('PEXPIRE', KEYS[1], ttl)
   record()
-  return {1, now, tonumber(ARGV[2]), ARGV[1], {}}
+  return {1, now, ttl, ARGV[1], {}, others}
 end
 if not holder then
-  local previous = redis.call('HGETALL', KEYS[2])
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  record()
-  return {2, now, tonumber(ARGV[2]), ARGV[1], previous}
+  if ARGV[10] == 'free' or others == 0 then
+    local previous = redis.call('HGETALL', KEYS[2])
+    redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
+    record()
+    return {2, now, ttl, ARGV[1], previous, others}
+  end
+  return {0, now, -2, '', {}, others}
 end
-return {0, now, redis.call('PTTL', KEYS[1]), holder, {}}
+return {0, now, redis.call('PTTL', KEYS[1]), holder, {}, others}
 """
 
 
@@ -128,6 +178,7 @@ class _Record:
     key: str
     s: float
     final: bool
+    why: str = ""  # "deaf": handed over because it heard no stream; "stopped"
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,12 +198,14 @@ class LeaseCoordinator(Coordinator):
         ttl = self.config.lease_ttl
         self._lease_key = f"spooled:lease:{self.config.namespace}"
         self._record_key = f"{self._lease_key}:last"
+        self._hearing_key = f"{self._lease_key}:hearing"
         self._script = self._redis.register_script(_SCRIPT)
         self._ttl_ms = round(ttl * 1000)
         self._keep_for = ttl * 2 / 3  # leadership without a successful renewal
         self._horizon = self.config.effective_dispatch_horizon
         self._renew_every = self.config.effective_renew_interval
         self._poll_every = ttl / 3
+        self._grace = ttl  # deafness a leader rides out before it hands the lease over
         self._shadow_age = max(self.config.buffer_max_age, 2 * ttl + self.config.takeover_skew)
         self._rclock = RedisClock()
         self._stop_event = threading.Event()
@@ -175,6 +228,18 @@ class LeaseCoordinator(Coordinator):
         self._redispatched = 0
         self._window_dropped = 0
         self._last_lag: float | None = None
+        # Hearing. The lease thread writes these; _paused under _lock (the dispatch
+        # thread reads it: a deaf leader holds events while another node hears).
+        self._paused = False
+        self._hearing: bool | None = None  # None: not checked yet
+        self._deaf_since: float | None = None  # monotonic, when this node noticed
+        self._deaf_since_wall: datetime | None = None
+        self._deaf_logged: set[str] = set()  # "paused", "alone": said this deaf spell
+        self._others = 0  # other nodes hearing their stream, as of the last tick
+        self._led_from = 0.0  # monotonic start of this leadership
+        self._yield_until = 0.0  # after a handover: leave the lease to nodes that hear
+        self._deaf_handovers = 0
+        self._handed_over: tuple[float, float] | None = None  # for the dispatch thread
         # The shadow: dispatch thread only.
         self._shadow: deque[_Shadowed] = deque()
         # Evictions of events a live leader was responsible for, as [start, count]
@@ -185,8 +250,15 @@ class LeaseCoordinator(Coordinator):
 
     @property
     def is_leader(self) -> bool:
-        """True while this node may dispatch ``once`` events."""
+        """True while this node holds the lease within its dispatch horizon (it is the
+        one that sweeps gaps); :attr:`dispatching` also needs it to hear."""
         return self._active and self._clock() < self._dispatch_until
+
+    @property
+    def dispatching(self) -> bool:
+        """True while this node dispatches ``once`` events: leader, and not paused
+        because it hears no stream while another node does."""
+        return not self._paused and self.is_leader
 
     @property
     def holder(self) -> str | None:
@@ -210,8 +282,10 @@ class LeaseCoordinator(Coordinator):
             self._leader = self._active = False
             self._deadline = self._dispatch_until = 0.0
         if was_leader:
-            self._release(received_until, drained)
+            self._release(received_until, drained, "stopped")
             self._announce(False, None, "stopped")
+        else:
+            self._leave()
         pending = [item for item in self._shadow if self._unclaimed(item)]
         self._shadow.clear()
         if pending:
@@ -229,9 +303,11 @@ class LeaseCoordinator(Coordinator):
     def dispatch(
         self, event: Event, subscriptions: Sequence[Subscription], received_at: float
     ) -> None:
+        if self._handed_over is not None:
+            self._count_handed_over()
         if self._takeover is not None:
             self._take_over()
-        if self.is_leader:
+        if self.dispatching:
             if self._shadow:
                 self._resume()
             self._publish_all(event, subscriptions)
@@ -241,9 +317,11 @@ class LeaseCoordinator(Coordinator):
         )
 
     def poll(self) -> None:
+        if self._handed_over is not None:
+            self._count_handed_over()
         if self._takeover is not None:
             self._take_over()
-        if self._shadow and self.is_leader:
+        if self._shadow and self.dispatching:
             self._resume()
         self._trim()
 
@@ -258,8 +336,36 @@ class LeaseCoordinator(Coordinator):
         with self._state_lock:
             self._redispatched += len(shadow)
         logger.info(
-            "Spooled lease: renewal succeeded again; dispatched %d held event(s)", len(shadow)
+            "Spooled lease: dispatching again (renewed, hearing); dispatched %d held event(s)",
+            len(shadow),
         )
+
+    def _count_handed_over(self) -> None:
+        """After a deaf handover: what this node held that it did not hear live (its
+        catch-up recovered it after its last frame) may be unknown to the next leader,
+        which dispatches only what it heard. Counted, not dispatched (no duplicates)."""
+        with self._lock:
+            window, self._handed_over = self._handed_over, None
+        if window is None:
+            return
+        after, before = window
+        kept: deque[_Shadowed] = deque()
+        counted = 0
+        for item in self._shadow:
+            if after < item.received_at <= before:
+                counted += 1
+                self._window_drop(item.event, "recovered by a leader that heard no stream")
+            else:
+                kept.append(item)
+        self._shadow = kept
+        if counted:
+            logger.warning(
+                "Spooled lease: %d once-event(s) this node's catch-up recovered while it heard "
+                "no stream were handed over undispatched; the next leader runs them only if "
+                "it heard them (counted as dropped{%r})",
+                counted,
+                TAKEOVER_WINDOW,
+            )
 
     def _keep(self, item: _Shadowed) -> None:
         self._trim()
@@ -267,13 +373,22 @@ class LeaseCoordinator(Coordinator):
             self._evict(self._shadow.popleft(), "the standby buffer is full")
         self._shadow.append(item)
 
+    @property
+    def _covered_age(self) -> float:
+        """How long events a live leader is responsible for stay in the shadow: long
+        enough for a handover after that leader's stream went silent unnoticed."""
+        return max(self._shadow_age, self._silence + 2 * self.config.lease_ttl)
+
     def _trim(self) -> None:
-        limit = self._clock() - self._shadow_age
-        while self._shadow and self._shadow[0].received_at < limit:
-            self._evict(
-                self._shadow.popleft(), f"no leader dispatched it within {self._shadow_age:g}s"
-            )
-        while self._evicted and self._evicted[0][0] < limit:
+        now = self._clock()
+        covered_age = self._covered_age
+        while self._shadow:
+            head = self._shadow[0]
+            age = self._shadow_age if self._unclaimed(head) else covered_age
+            if head.received_at >= now - age:
+                break
+            self._evict(self._shadow.popleft(), f"no leader dispatched it within {age:g}s")
+        while self._evicted and self._evicted[0][0] < now - covered_age:
             self._evicted.popleft()
 
     def _unclaimed(self, item: _Shadowed) -> bool:
@@ -295,6 +410,8 @@ class LeaseCoordinator(Coordinator):
             takeover = self._takeover
             if takeover is None or not self._leader:
                 return  # lost again before it could start: the next acquisition decides
+            if self._paused:
+                return  # deaf while another node hears: after it hears again, or never
             self._takeover = None
         shadow = list(self._shadow)
         self._shadow.clear()
@@ -312,12 +429,14 @@ class LeaseCoordinator(Coordinator):
             self._redispatched += len(replay)
         previous = takeover.previous.holder if takeover.previous else None
         if replay or uncertain or unknown:
+            deaf = takeover.previous is not None and takeover.previous.why == "deaf"
             logger.log(
                 logging.WARNING if uncertain or unknown else logging.INFO,
-                "Spooled lease: took over from %s: re-dispatched %d event(s) the previous "
+                "Spooled lease: took over from %s%s: re-dispatched %d event(s) the previous "
                 "leader cannot have dispatched; %d received around its failure may not have "
                 "run (counted as dropped{%r})",
                 "this node" if takeover.own else previous or "nobody",
+                " (it heard no stream and handed the lease over)" if deaf else "",
                 len(replay),
                 len(uncertain) + unknown,
                 TAKEOVER_WINDOW,
@@ -351,7 +470,12 @@ class LeaseCoordinator(Coordinator):
             done = next(
                 (i for i, e in enumerate(shadow) if e.received_at >= record.w - skew), len(shadow)
             )
-        if record.final and found >= 0:
+        if record.final and not record.key:
+            # It dispatched nothing at all (a leader that never heard its stream): what
+            # this node received before it took the lease was an earlier leader's.
+            done = next((i for i, e in enumerate(shadow) if e.received_at >= record.w), len(shadow))
+            start = done
+        elif record.final and found >= 0:
             start = done  # it received nothing after its last dispatched event
         else:
             start = next(
@@ -386,27 +510,26 @@ class LeaseCoordinator(Coordinator):
                 wake = self._clock() + self.config.retry_interval
 
     def _tick(self) -> float:
+        now = self._clock()
+        health = self._listen(now)
         leader = self._leader
-        lag_ms, key = 0, ""
+        # A deaf leader that another node can replace promises nothing past its last
+        # frame, and holds events from now on (the renewal below may take a while).
+        pausing = leader and not health.hearing and self._others > 0
+        if pausing:
+            with self._lock:
+                self._paused = True
+        lag_ms, key, s_ms = 0, "", round(self._horizon * 1000)
         if leader:
             done_through, last_key = self._hooks.progress()
             lag_ms = max(0, round((self._clock() - done_through) * 1000))
             key = last_key or ""
+            if pausing:
+                s_ms = -max(0, round((now - self._received_until(health)) * 1000))
         sent = self._clock()
+        free = health.hearing and sent >= self._yield_until
         try:
-            reply = self._script(
-                keys=[self._lease_key, self._record_key],
-                args=[
-                    self.token,
-                    self._ttl_ms,
-                    round(self._horizon * 1000),
-                    lag_ms,
-                    key,
-                    _RECORD_TTL_MS,
-                    "tick",
-                    0,
-                ],
-            )
+            reply = self._call("tick", s_ms, lag_ms, key, hearing=health.hearing, free=free)
         except self._errors as exc:
             return self._tick_failed(exc)
         received = self._clock()
@@ -417,12 +540,149 @@ class LeaseCoordinator(Coordinator):
             as_int(reply[2]),
             str(reply[3]),
         )
+        self._others = others = as_int(reply[5])
         self._rclock.sample(now_ms, sent, received)
-        if code == 1:
-            return self._renewed(sent, leader)
-        if code == 2:
-            return self._acquired(sent, _pairs(reply[4]))
-        return self._standby(sent, holder, pttl)
+        if code == 0:
+            return self._standby(sent, holder, pttl)
+        wake = self._acquired(sent, _pairs(reply[4])) if code == 2 else self._renewed(sent, leader)
+        if health.hearing or others == 0:
+            if not pausing:  # this renewal's record promised the full horizon
+                with self._lock:
+                    self._paused = False
+            if not health.hearing:
+                self._note_deaf_leader(health, 0)
+        else:
+            with self._lock:
+                self._paused = True
+            self._note_deaf_leader(health, others)
+            if sent - (self._deaf_since or sent) >= self._grace:
+                return self._hand_over(sent, health, others)
+        return wake
+
+    def _listen(self, now: float) -> StreamHealth:
+        """Ask the stream; note when this node stopped hearing (lease thread only)."""
+        health = self._stream()
+        back_after = None
+        with self._state_lock:
+            self._hearing = health.hearing
+            if health.hearing:
+                if self._deaf_since is not None and self._deaf_logged:
+                    back_after = now - self._deaf_since
+                self._deaf_since = self._deaf_since_wall = None
+            elif self._deaf_since is None:
+                self._deaf_since = now
+                self._deaf_since_wall = datetime.now(timezone.utc)
+        if back_after is not None:
+            logger.log(
+                logging.WARNING if "alone" in self._deaf_logged else logging.INFO,
+                "Spooled lease: this node (%s) hears its stream again after %.1fs",
+                self.token,
+                back_after,
+            )
+            self._deaf_logged = set()
+        return health
+
+    def _received_until(self, health: StreamHealth) -> float:
+        """After this moment the leader received nothing: its last frame (or, when it
+        never heard one, the start of its leadership)."""
+        heard = health.heard_at if health.heard_at is not None else self._led_from
+        return min(self._clock(), max(heard, self._led_from))
+
+    def _note_deaf_leader(self, health: StreamHealth, others: int) -> None:
+        """Say once per deaf spell that this leader pauses (INFO: a blip is routine),
+        and once that it keeps the lease alone (WARNING, after the grace)."""
+        deaf_for = self._clock() - (self._deaf_since or self._clock())
+        if others and "paused" not in self._deaf_logged:
+            self._deaf_logged.add("paused")
+            logger.info(
+                "Spooled lease: this node (%s) leads namespace %r but hears nothing on its "
+                "Spooled stream (connection %s); %d other node(s) hear theirs. Once-dispatch "
+                "is paused here; the lease goes to one of them in %.1fs unless the stream "
+                "comes back",
+                self.token,
+                self.config.namespace,
+                health.state,
+                others,
+                max(0.0, self._grace - deaf_for),
+            )
+        elif not others and deaf_for >= self._grace and "alone" not in self._deaf_logged:
+            self._deaf_logged.add("alone")
+            logger.warning(
+                "Spooled lease: this node (%s) leads namespace %r but has heard nothing on "
+                "its Spooled stream for %.1fs (connection %s), and no other node hears "
+                "theirs: it keeps the lease, and its catch-up sweeps the gap once the "
+                "stream is back. Check the fleet's connection to Spooled.",
+                self.token,
+                self.config.namespace,
+                deaf_for,
+                health.state,
+            )
+
+    def _hand_over(self, sent: float, health: StreamHealth, others: int) -> float:
+        """Deaf for the whole grace while another node hears: release the lease with a
+        final record so a node that hears dispatches everything after this one's last."""
+        until = self._received_until(health)
+        try:
+            oldest_held = self._shadow[0].received_at
+        except IndexError:
+            oldest_held = None
+        drained = self._hooks.backlog() == 0 and (oldest_held is None or oldest_held > until)
+        deaf_for = sent - (self._deaf_since or sent)
+        with self._lock:
+            self._leader = self._active = self._paused = False
+            self._deadline = self._dispatch_until = 0.0
+            self._holder = None
+            # What it held is the next leader's: a node that hears takes over within T/3.
+            self._covered_until = sent + self.config.lease_ttl
+            self._since = datetime.now(timezone.utc)
+            self._handed_over = (until, self._clock())
+        self._yield_until = sent + self.config.lease_ttl
+        with self._state_lock:
+            self._deaf_handovers += 1
+        self._release(until, drained, "deaf")
+        logger.warning(
+            "Spooled lease: this node (%s) heard nothing on its Spooled stream for %.1fs "
+            "(connection %s, last frame %s); handing the lease of namespace %r to one of "
+            "the %d node(s) that hear theirs: it dispatches the once-events received since. "
+            "Check this node's connection to Spooled (status: last_error).",
+            self.token,
+            deaf_for,
+            health.state,
+            f"{self._clock() - health.heard_at:.1f}s ago" if health.heard_at else "never",
+            self.config.namespace,
+            others,
+        )
+        self._announce(False, None, f"heard no stream for {deaf_for:.1f}s")
+        return self._clock() + self._poll_every
+
+    def _call(
+        self,
+        op: str,
+        s_ms: int,
+        lag_ms: int,
+        key: str,
+        *,
+        hearing: bool,
+        free: bool = False,
+        final: bool = False,
+        why: str = "",
+    ) -> Any:
+        return self._script(
+            keys=[self._lease_key, self._record_key, self._hearing_key],
+            args=[
+                self.token,
+                self._ttl_ms,
+                s_ms,
+                lag_ms,
+                key,
+                _RECORD_TTL_MS,
+                op,
+                1 if final else 0,
+                "1" if hearing else "0",
+                "free" if free else "last",
+                why,
+            ],
+        )
 
     def _tick_failed(self, exc: BaseException) -> float:
         self._redis_failed(exc)
@@ -451,15 +711,28 @@ class LeaseCoordinator(Coordinator):
     def _acquired(self, sent: float, previous: Mapping[str, str]) -> float:
         record = self._record(previous)
         own = record is not None and record.holder == self.token
-        self._become_leader(sent, _Takeover(record, own), "the lease was free")
+        reason = "the lease was free"
+        if not self._hearing:
+            reason += "; no node hears its stream yet"
+        self._become_leader(sent, _Takeover(record, own), reason)
         return sent + self._renew_every
 
     def _standby(self, sent: float, holder: str, pttl: int) -> float:
+        if not holder:
+            # Free, and left to nodes that hear: nobody covers what arrives from now on.
+            was_leader = self._leader
+            with self._lock:
+                self._leader = self._active = self._paused = False
+                self._deadline = self._dispatch_until = 0.0
+                self._holder = None
+            if was_leader:
+                self._announce(False, None, "the lease was lost")
+            return sent + self._poll_every
         if pttl < 0:  # a key without expiry (set by hand): trust it for a full TTL
             pttl = self._ttl_ms
         was_leader = self._leader
         with self._lock:
-            self._leader = self._active = False
+            self._leader = self._active = self._paused = False
             self._deadline = self._dispatch_until = 0.0
             self._covered_until = sent + pttl / 1000
             changed = self._holder != holder
@@ -477,6 +750,8 @@ class LeaseCoordinator(Coordinator):
     def _become_leader(self, sent: float, takeover: _Takeover, reason: str) -> None:
         with self._lock:
             self._leader = True
+            self._paused = False  # the caller pauses it again when it does not hear
+            self._led_from = sent
             self._deadline = sent + self._keep_for
             self._dispatch_until = sent + self._horizon
             self._covered_until = 0.0  # what this node shadows now is its own to dispatch
@@ -501,25 +776,21 @@ class LeaseCoordinator(Coordinator):
             self._since = datetime.now(timezone.utc)
         self._announce(False, None, reason)
 
-    def _release(self, received_until: float | None, drained: bool) -> None:
+    def _release(self, received_until: float | None, drained: bool, why: str) -> None:
         now = self._clock()
         until = now if received_until is None else min(received_until, now)
         done_through, key = self._hooks.progress()
         final = drained and received_until is not None
         w = until if final else min(done_through, until)
         try:
-            self._script(
-                keys=[self._lease_key, self._record_key],
-                args=[
-                    self.token,
-                    self._ttl_ms,
-                    -round((now - until) * 1000),
-                    max(0, round((now - w) * 1000)),
-                    key or "",
-                    _RECORD_TTL_MS,
-                    "release",
-                    1 if final else 0,
-                ],
+            self._call(
+                "release",
+                -round((now - until) * 1000),
+                max(0, round((now - w) * 1000)),
+                key or "",
+                hearing=False,
+                final=final,
+                why=why,
             )
         except self._errors as exc:
             logger.warning(
@@ -527,6 +798,13 @@ class LeaseCoordinator(Coordinator):
                 type(exc).__name__,
                 self.config.lease_ttl,
             )
+
+    def _leave(self) -> None:
+        """A standby stopping: off the list of nodes that hear (it would expire anyway)."""
+        if self._thread is None or self._available is False:
+            return
+        with contextlib.suppress(*self._errors):
+            self._call("release", 0, 0, "", hearing=False)
 
     def _record(self, fields: Mapping[str, str]) -> _Record | None:
         if not fields.get("holder") or not self._rclock.known:
@@ -537,6 +815,7 @@ class LeaseCoordinator(Coordinator):
             key=fields.get("key", ""),
             s=self._rclock.to_local(as_int(fields.get("s"))),
             final=fields.get("final") == "1",
+            why=fields.get("why", ""),
         )
 
     def _announce(self, leader: bool, holder: str | None, reason: str) -> None:
@@ -574,7 +853,11 @@ class LeaseCoordinator(Coordinator):
         with self._state_lock:
             status.update(
                 role=role,
-                dispatching=self.is_leader,
+                dispatching=self.dispatching,
+                hearing=self._hearing,
+                deaf_since=format_optional(self._deaf_since_wall),
+                other_nodes_hearing=self._others,
+                deaf_handovers=self._deaf_handovers,
                 holder=holder,
                 since=format_optional(since),
                 lease_ttl=self.config.lease_ttl,
