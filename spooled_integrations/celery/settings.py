@@ -16,6 +16,8 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
+import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -405,6 +407,15 @@ def _warn_shown_secrets(app: Celery) -> None:
         )
 
 
+_RULE = re.compile(r"subscriptions\[(\d+)\]")
+
+
+def _rule_order(problem: str) -> int:
+    """Rule problems in rule order (parse and target problems of one rule together)."""
+    found = _RULE.search(problem)
+    return int(found.group(1)) if found else sys.maxsize
+
+
 def _task_rules(
     reader: _Reader,
     publisher: CeleryPublisher,
@@ -447,8 +458,10 @@ def read_settings(
     subscription_filter = _filter(reader)
     external = _external_tasks(reader)
     publisher = CeleryPublisher(app, external_tasks=external)
+    first = len(reader.problems)
     configured, valid = _config_subscriptions(reader)
     subscriptions = _task_rules(reader, publisher, configured, valid)
+    reader.problems[first:] = sorted(reader.problems[first:], key=_rule_order)
     coordination = _coordination(reader)
     timeout = reader.number("shutdown_timeout", DEFAULT_SHUTDOWN_TIMEOUT)
     tuning = _tuning(reader)

@@ -40,7 +40,11 @@ from spooled_integrations.runtime import (
     SubscriptionSet,
 )
 from spooled_integrations.runtime.declared import as_option
-from spooled_integrations.runtime.subscriptions import parse_subscriptions, position
+from spooled_integrations.runtime.subscriptions import (
+    in_rule_order,
+    parse_subscriptions,
+    position,
+)
 
 __all__ = ["SpooledBootError", "SpooledMiddleware"]
 
@@ -257,7 +261,7 @@ class SpooledMiddleware(Middleware):  # type: ignore[misc,unused-ignore]  # unty
                     f"actor {sub.actor!r}: {as_option(p)}" for p in publisher.problems(sub)
                 )
         if problems:
-            return SubscriptionSet(), problems
+            return SubscriptionSet(), in_rule_order(problems)
         try:
             return SubscriptionSet([*(sub for _, sub in configured), *from_actors]), []
         except SubscriptionError as exc:

@@ -52,6 +52,7 @@ __all__ = [
     "Subscription",
     "SubscriptionSet",
     "expand_events",
+    "in_rule_order",
     "load_subscriptions",
     "parse_subscriptions",
     "position",
@@ -509,7 +510,13 @@ def parse_subscriptions(source: Any) -> tuple[list[tuple[int, Subscription]], li
                 if rest is not None:
                     rules.append((index, rest))
     problems.extend(_set_problems(rules))
-    return rules, sorted(problems, key=_problem_order)
+    return rules, in_rule_order(problems)
+
+
+def in_rule_order(problems: Iterable[str]) -> list[str]:
+    """``problems`` sorted by the rule they are about (``subscriptions[i]...``), each
+    rule's in the order found; problems about no rule first."""
+    return sorted(problems, key=_problem_order)
 
 
 def _without_bad_fields(raw: Mapping[str, Any], exc: ValidationError) -> Subscription | None:
