@@ -21,6 +21,7 @@ import subprocess
 import sys
 import traceback
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -362,3 +363,64 @@ def test_check_never_prints_a_secret(tmp_path: Path) -> None:
     assert "with-secrets" in results[0].stdout and "[redacted]" in results[0].stdout
     for result in results:
         assert_no_secret(result.stdout, result.stderr)
+
+
+# -- a running listener: its log and status ----------------------------------------------
+
+WRONG_KEY = "sk_live_Wr0ngK3yN0tV4lidAtA11"
+FRAGMENTS.update({piece: WRONG_KEY for piece in fragments(WRONG_KEY)})
+
+
+def _connected(runtime: SpooledRuntime) -> bool:
+    return bool(runtime.status()["connected"])
+
+
+@pytest.mark.parametrize("transport", ["ws", "sse"])
+def test_a_running_listener_never_logs_a_secret(
+    transport: str, caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    """Connected, then refused: every log line (the refusal names the URL) and status.
+
+    A URL cannot carry a password (``ConnectionOptions`` refuses it): httpx would log
+    it with every request."""
+    from spooled_integrations.testing import Emulator
+
+    from .conftest import wait_until
+
+    caplog.set_level(logging.DEBUG)
+    with Emulator(api_key=API_KEY, ping_interval=0.5, keepalive_interval=0.5) as emu:
+        texts = []
+        for index, key in enumerate((API_KEY, WRONG_KEY)):
+            options = ConnectionOptions(
+                base_url=emu.base_url,
+                api_key=key,
+                extra_headers={"X-Api-Key": HEADER_SECRET},
+                token_cache="off",
+                reconnect_delay=0.05,
+                max_reconnect_delay=0.2,
+            )
+            config = RuntimeConfig(
+                connection=options, transport=transport, checkpoint=str(tmp_path / str(index))
+            )
+            runtime = SpooledRuntime(config)
+            runtime.start()
+            try:
+                if key == API_KEY:
+                    assert wait_until(partial(_connected, runtime), timeout=10)
+                    emu.publish("job.completed", job_id="j1", queue_name="emails")
+                else:
+                    assert wait_until(lambda: "refused" in caplog.text.lower(), timeout=10)
+                texts += [str(runtime.status()), repr(runtime.config), repr(options)]
+            finally:
+                runtime.stop(2)
+    assert "refused" in caplog.text.lower()
+    assert_no_secret(caplog.text, *texts)
+
+
+@pytest.mark.parametrize("field", ["base_url", "ws_url"])
+def test_a_url_with_credentials_is_refused_by_name(field: str) -> None:
+    scheme = "https" if field == "base_url" else "wss"
+    with pytest.raises(ValueError, match=f"{field}\n.*must not hold a user or password") as info:
+        ConnectionOptions(**{field: f"{scheme}://spooled:{INLINE_PASSWORD}@api.example"})
+    assert "spooled:[redacted]@api.example" in str(info.value)
+    assert_no_secret(*failure_texts(info.value))

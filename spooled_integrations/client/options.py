@@ -197,6 +197,12 @@ def _check_url(value: Any, schemes: tuple[str, ...], *, required: bool) -> Any:
         raise ValueError(
             f"must be a URL starting with {spelled}, with a host, got {redact_url(value)!r}"
         )
+    if parts.username is not None or parts.password is not None:
+        # it would be sent as Basic auth and logged by httpx with each request
+        raise ValueError(
+            "must not hold a user or password (Spooled authenticates with api_key or "
+            f"token; other credentials go in extra_headers), got {redact_url(value)!r}"
+        )
     return url
 
 
