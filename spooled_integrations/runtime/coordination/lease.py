@@ -108,6 +108,10 @@ TAKEOVER_WINDOW = "takeover_window"
 _RECORD_TTL_MS = 24 * 3600 * 1000
 _UNMEASURED_SKEW = 1.0  # seconds allowed between two nodes' streams when not measured
 _EVICTION_BUCKET = 0.1  # seconds
+_HEARING_CHECK = 0.1
+"""Seconds between looks at the stream between ticks: a change of hearing ticks at once
+(a standby that starts hearing is listed before a deaf leader's catch-up polls, which
+look at least a second back, could dispatch what the standby heard)."""
 
 # KEYS: lease, record, hearing. ARGV: token, ttl_ms, s_offset_ms, w_lag_ms, key,
 # record_ttl_ms, op ("tick" | "release"), final, hearing ("1" | "0"), acquire ("free":
@@ -501,8 +505,10 @@ class LeaseCoordinator(Coordinator):
 
     def _run(self) -> None:
         wake = self._clock()
-        while not self._stop_event.wait(max(0.0, wake - self._clock())):
+        while not self._stop_event.wait(min(max(0.0, wake - self._clock()), _HEARING_CHECK)):
             try:
+                if self._clock() < wake and self._stream().hearing == self._hearing:
+                    continue
                 wake = self._tick()
             except Exception:  # never let the lease thread die
                 logger.exception("Spooled lease: unexpected error; retrying")
