@@ -357,12 +357,25 @@ class SpooledRuntime:
 
     @property
     def health(self) -> str:
-        """``connected``, ``connecting``, ``reconnecting``, ``refused`` (the server refused
-        the credentials or the URL; retried slowly) or ``stopped``."""
+        """``connected``, ``degraded`` (connected, but fleet coordination or catch-up is
+        failing: see :meth:`degraded_by`), ``connecting``, ``reconnecting``, ``refused``
+        (the server refused the credentials or the URL; retried slowly) or ``stopped``."""
         client = self._client
         if client is None or not self._started:
             return "stopped"
-        return client.health
+        health = client.health
+        if health == "connected" and self.degraded_by():
+            return "degraded"
+        return health
+
+    def degraded_by(self) -> list[str]:
+        """What keeps a connected listener from keeping its promise right now."""
+        reasons = []
+        if self.coordinator is not None and self.coordinator.status()["available"] is False:
+            reasons.append("the coordination Redis is unreachable: once-dispatch is paused")
+        if self.catch_up is not None and self.catch_up.last_error:
+            reasons.append(f"catch-up sweeps fail: {self.catch_up.last_error}")
+        return reasons
 
     def status(self) -> dict[str, Any]:
         """A JSON-serializable picture for operators (health endpoints, ``listen``)."""
@@ -376,6 +389,7 @@ class SpooledRuntime:
             "connected_since": format_optional(self._connected_since),
             "last_event_at": format_optional(self._dispatcher.last_event_at),
             "health": self.health,
+            "degraded_by": self.degraded_by(),
             "refused_until": format_optional(stats.refused_until) if stats else None,
             "last_error": stats.last_error if stats is not None else None,
             "counters": self.metrics.snapshot(),
