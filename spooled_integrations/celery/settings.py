@@ -423,7 +423,7 @@ def _task_rules(
     valid: bool,
 ) -> SubscriptionSet | None:
     """Configured rules plus task-option rules, checked against the app's tasks."""
-    from_tasks, problems = task_subscriptions(reader.app)
+    from_tasks, problems = task_subscriptions(reader.app, partial=True)
     reader.problems.extend(problems)
     for index, sub in configured:
         for problem in publisher.problems(sub):
@@ -432,7 +432,7 @@ def _task_rules(
         reader.problems.extend(
             f"task {sub.task!r}: {as_option(p)}" for p in publisher.problems(sub)
         )
-    if not valid:
+    if not valid or problems:
         return None
     try:
         return SubscriptionSet([*(sub for _, sub in configured), *from_tasks])

@@ -34,16 +34,20 @@ def _spooled_attributes(task: Any) -> dict[str, Any]:
     return {name: getattr(task, name) for name in sorted(names)}
 
 
-def task_subscriptions(app: Celery) -> tuple[list[Subscription], list[str]]:
+def task_subscriptions(
+    app: Celery, *, partial: bool = False
+) -> tuple[list[Subscription], list[str]]:
     """The subscriptions declared by task options, and every problem found in them.
 
     Problems read ``task 'billing.on_done': spooled_events: unknown event 'job.done'``.
+    With ``partial``, the faulty rules are included as far as they could be read, so
+    their targets and options are checked too; build nothing from them then.
     """
     subscriptions: list[Subscription] = []
     problems: list[str] = []
     for name in sorted(app.tasks):
         subscription, found = declared_subscription(
-            _spooled_attributes(app.tasks[name]), kind=TASK.name, target=name
+            _spooled_attributes(app.tasks[name]), kind=TASK.name, target=name, partial=partial
         )
         problems.extend(found)
         if subscription is not None:

@@ -23,17 +23,21 @@ ACTOR_OPTIONS = frozenset(DECLARATION_OPTIONS)
 """The actor options the middleware declares (shared with the Celery task options)."""
 
 
-def actor_subscriptions(broker: dramatiq.Broker) -> tuple[list[Subscription], list[str]]:
+def actor_subscriptions(
+    broker: dramatiq.Broker, *, partial: bool = False
+) -> tuple[list[Subscription], list[str]]:
     """The subscriptions the broker's actors declare, and every problem with them.
 
     Rules are named ``actor:<actor name>`` so logs and problems point at the actor.
+    With ``partial``, the faulty rules are included as far as they could be read, so
+    their targets and options are checked too; build nothing from them then.
     """
     subscriptions: list[Subscription] = []
     problems: list[str] = []
     for actor_name in sorted(broker.get_declared_actors()):
         actor = broker.get_actor(actor_name)
         subscription, found = declared_subscription(
-            actor.options, kind=ACTOR.name, target=actor_name
+            actor.options, kind=ACTOR.name, target=actor_name, partial=partial
         )
         problems.extend(found)
         if subscription is not None:

@@ -251,7 +251,7 @@ class SpooledMiddleware(Middleware):  # type: ignore[misc,unused-ignore]  # unty
             configured, problems = parse_subscriptions(self.settings.subscriptions or [])
         except ConfigurationError as exc:
             problems.append(str(exc))
-        from_actors, actor_problems = actor_subscriptions(broker)
+        from_actors, actor_problems = actor_subscriptions(broker, partial=True)
         problems.extend(actor_problems)
         if publisher is not None:
             for index, sub in configured:

@@ -14,7 +14,11 @@ from typing import Any
 
 from spooled_integrations._suggest import did_you_mean
 from spooled_integrations.errors import SubscriptionError
-from spooled_integrations.runtime.subscriptions import Subscription
+from spooled_integrations.runtime.subscriptions import (
+    Subscription,
+    parse_subscriptions,
+    position,
+)
 
 __all__ = ["DECLARATION_OPTIONS", "as_option", "declared_subscription"]
 
@@ -42,13 +46,15 @@ def as_option(problem: str) -> str:
 
 
 def declared_subscription(
-    options: Mapping[str, Any], *, kind: str, target: str
+    options: Mapping[str, Any], *, kind: str, target: str, partial: bool = False
 ) -> tuple[Subscription | None, list[str]]:
     """The subscription ``options`` declare for ``target`` of a registered ``kind``
     (``"task"``, ``"actor"``...), and its problems.
 
     ``(None, [])`` when no ``spooled_*`` option is set. Problems read
-    ``task 'billing.on_done': spooled_events[0]: unknown event 'job.done' ...``.
+    ``task 'billing.on_done': spooled_events[0]: unknown event 'job.done' ...``. With
+    ``partial``, a rule with problems is still returned as far as it could be read, so
+    its target and ``spooled_options`` are checked in the same boot (never dispatch it).
     """
     owner = f"{kind} {target!r}"
     problems: list[str] = []
@@ -72,5 +78,12 @@ def declared_subscription(
     data.setdefault("name", f"{kind}:{target}")
     try:
         return Subscription(**data), problems
-    except SubscriptionError as exc:
-        return None, problems + [f"{owner}: {as_option(p)}" for p in exc.problems]
+    except SubscriptionError:
+        pass
+    # The loader's view lists the type and the meaning problems together (the model
+    # stops at the first kind) and keeps what could be read.
+    readable, found = parse_subscriptions([data])
+    name = data["name"] if isinstance(data["name"], str) else None
+    prefix = f"{position(0, name)}."
+    problems += [f"{owner}: {as_option(p.removeprefix(prefix))}" for p in found]
+    return (readable[0][1] if partial and readable else None), problems

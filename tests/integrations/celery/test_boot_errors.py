@@ -109,3 +109,41 @@ def test_a_bad_enabled_flag_does_not_hide_the_other_problems(
     assert "spooled_enabled: expected true/false/1/0/yes/no/on/off, got 'maybe'" in output
     assert "spooled_queue_size:" in output
     assert "no task named 'spooled_testapp.recrod'" in output
+
+
+def test_a_faulty_task_option_rule_has_its_options_checked_too() -> None:
+    """The exact step a worker builds: a task rule with a bad field still has its
+    ``spooled_options`` checked, with the rule problems and the settings problems."""
+    from types import SimpleNamespace
+
+    from celery import Celery
+
+    from spooled_integrations.celery import install
+    from spooled_integrations.celery.bootstep import SpooledStep
+    from spooled_integrations.celery.settings import SpooledImproperlyConfigured
+
+    app = Celery("boot-errors", broker="memory://", set_as_current=False)
+    app.conf.update(spooled_api_key="sk_test_boot", spooled_queue_size=0)
+
+    @app.task(
+        shared=False,
+        name="app.on_failed",
+        spooled_events=["job.faild"],
+        spooled_delivery="sometimes",
+        spooled_options={"delay": 5, "priority": 300},
+    )
+    def on_failed(payload: object) -> None: ...
+
+    install(app)
+    with pytest.raises(SpooledImproperlyConfigured) as info:
+        SpooledStep(SimpleNamespace(app=app, hostname="node@host", pool_cls=None))
+    assert info.value.problems == [
+        "task 'app.on_failed': spooled_delivery: Input should be 'once' or 'every_node', "
+        "got 'sometimes'",
+        "task 'app.on_failed': spooled_events[0]: unknown event 'job.faild' (did you mean "
+        "'job.failed'?)",
+        "task 'app.on_failed': spooled_options.delay: unknown Celery option (Celery delays "
+        "with 'countdown' (seconds), not 'delay')",
+        "task 'app.on_failed': spooled_options.priority: must be an integer between 0 and 255",
+        "spooled_queue_size: Input should be greater than or equal to 1, got 0",
+    ]

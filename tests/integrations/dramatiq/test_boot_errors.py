@@ -94,3 +94,43 @@ def test_every_mistake_is_reported_at_the_first_boot_in_one_error(
     missing = [what for what, text in MISTAKES.items() if text not in log]
     assert not missing, f"{missing} not reported:\n{log}"
     assert int(headers[0]) == len(MISTAKES), log
+
+
+def test_a_faulty_actor_option_rule_has_its_options_checked_too() -> None:
+    """A worker's own boot (``Worker.start`` emits ``before_worker_boot``): an actor rule
+    with a bad field still has its options checked, next to a bad setting given to the
+    middleware (which no longer raises when it is built)."""
+    import dramatiq
+    import pytest
+    from dramatiq.brokers.stub import StubBroker
+
+    from spooled_integrations.dramatiq import SpooledBootError, SpooledMiddleware
+
+    broker = StubBroker()
+    middleware = SpooledMiddleware(api_key="sk_test_boot", queue_size=0, mode="every_process")
+    broker.add_middleware(middleware)
+
+    @dramatiq.actor(
+        broker=broker,
+        spooled_events=["job.faild"],
+        spooled_payload="all",
+        spooled_options={"delay": "soon"},
+    )
+    def on_failed(event: object) -> None: ...
+
+    broker.emit_after("process_boot")
+    worker = dramatiq.Worker(broker, worker_threads=1)
+    try:
+        with pytest.raises(SpooledBootError) as info:
+            worker.start()
+    finally:
+        worker.stop(timeout=1000)
+        broker.close()
+    assert info.value.problems == [
+        "queue_size= (argument): Input should be greater than or equal to 1, got 0",
+        "actor 'on_failed': spooled_payload: Input should be 'event' or 'data', got 'all'",
+        "actor 'on_failed': spooled_events[0]: unknown event 'job.faild' (did you mean "
+        "'job.failed'?)",
+        "actor 'on_failed': spooled_options.delay: must be a number of milliseconds >= 0, "
+        "got 'soon'",
+    ]
