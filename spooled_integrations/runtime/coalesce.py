@@ -75,11 +75,12 @@ class Coalescer:
             raise ValueError("window must be > 0 seconds")
         self.window = window
         self._metrics = metrics
+        self._counts: dict[str, int] | None = None  # the dispatch thread's counter table
         self._line: deque[_Entry] = deque()
         self._waiting: dict[str, _Entry] = {}  # job id -> its entry awaiting a twin
-        # (type, is the status-change form): a wait ended without the twin, and no
-        # event of the other form has come since
-        self._lonely: set[tuple[str, bool]] = set()
+        # (type, derived_from) of a form whose wait ended without the twin, while no
+        # event of the other form has come since (None: direct, "job.status")
+        self._lonely: set[tuple[str, str | None]] = set()
         self.oldest: float | None = None
         """When the first event in line was received (``None``: the line is empty)."""
 
@@ -87,37 +88,52 @@ class Coalescer:
         """Events in line."""
         return len(self._line)
 
-    def offer(self, event: Event, received_at: float) -> Ready:
-        """What may be dispatched now that ``event`` arrived, in order (maybe nothing)."""
+    def offer(self, event: Event, received_at: float) -> Ready | None:
+        """What may be dispatched now that ``event`` arrived, in order (maybe nothing);
+        ``None``: ``event`` itself, at once (the usual case, without a list)."""
         kind = event.type
-        if kind in TWIN_TYPES and event.derived_from != CATCH_UP:
+        if kind in TWIN_TYPES:
+            form = (kind, event.derived_from)
+            if not self._line and form in self._lonely:
+                # Nothing waits, so neither does its twin; and the other form is not
+                # lonely (its arrival would have ended this form's loneliness first).
+                return None
             job_id = event.data.get("job_id")
-            if isinstance(job_id, str):
-                return self._offer_form(event, received_at, job_id)
+            if form[1] != CATCH_UP and isinstance(job_id, str):
+                return self._offer_form(event, received_at, job_id, form)
         if not self._line:
-            return [(event, received_at)]
+            return None
         self._line.append(_Entry(event, received_at, None))
         return []  # the head still waits: nothing behind it moves
 
-    def _offer_form(self, event: Event, received_at: float, job_id: str) -> Ready:
-        kind = event.type
-        status_form = event.derived_from == _STATUS
-        self._lonely.discard((kind, not status_form))  # that form does come
+    def _offer_form(
+        self, event: Event, received_at: float, job_id: str, form: tuple[str, str | None]
+    ) -> Ready | None:
+        lonely = self._lonely
+        if lonely:  # that form does come: the other one waits again
+            lonely.discard((form[0], None if form[1] == _STATUS else _STATUS))
         waiting = self._waiting.pop(job_id, None)
         if waiting is not None:
             if _twins(waiting.event, event):
                 waiting.event = join(waiting.event, event)
                 waiting.deadline = None
-                self._metrics.incr("coalesced")
+                counts = self._counts
+                if counts is None:  # first join: on the one thread that calls this
+                    counts = self._counts = self._metrics.thread_counts()
+                counts["coalesced"] += 1
                 return self._release()
             waiting.deadline = None  # another transition of that job: its twin is late
-        if (kind, status_form) in self._lonely:
-            if not self._line:
-                return [(event, received_at)]
-            self._line.append(_Entry(event, received_at, None))
+        line = self._line
+        if form in lonely:
+            line.append(_Entry(event, received_at, None))  # (the line is not empty)
         else:
             entry = _Entry(event, received_at, received_at + self.window)
-            self._line.append(entry)
+            if not line:  # the usual case: a first form on its own
+                line.append(entry)
+                self._waiting[job_id] = entry
+                self.oldest = received_at
+                return []
+            line.append(entry)
             self._waiting[job_id] = entry
         return self._release()
 
@@ -170,14 +186,14 @@ class Coalescer:
         return ready
 
     def _learn_lonely(self, event: Event) -> None:
-        form = (event.type, event.derived_from == _STATUS)
+        form = (event.type, event.derived_from)
         if form not in self._lonely:
             self._lonely.add(form)
             logger.debug(
                 "%s (%s form) came without its twin; that form goes on at once until "
                 "an event of the other form arrives",
                 form[0],
-                "status-change" if form[1] else "direct",
+                "status-change" if form[1] == _STATUS else "direct",
             )
 
 
@@ -188,7 +204,8 @@ def _twins(waiting: Event, event: Event) -> bool:
         return False
     if (waiting.derived_from == _STATUS) == (event.derived_from == _STATUS):
         return False
-    a, b = waiting.retry_count, event.retry_count
+    a = waiting.data.get("retry_count")
+    b = event.data.get("retry_count")
     return a is None or b is None or a == b
 
 

@@ -498,7 +498,7 @@ class Dispatcher:
         coalescer = self._coalescer
         if coalescer is not None and (coalescer.oldest is not None or event.type in TWIN_TYPES):
             ready = coalescer.offer(event, received_at)
-            if len(ready) != 1 or ready[0][0] is not event:
+            if ready is not None:
                 self._deliver_ready(ready)
                 return
         self._deliver(event, received_at, age, fleet_done)

@@ -16,7 +16,9 @@ pytestmark = pytest.mark.slow
 def test_routed_tasks_get_error_and_duration_once(
     redis_url: str, emulator: Emulator, start_worker: Callable[..., Any]
 ) -> None:
-    worker = start_worker(redis_url, emulator, pool="solo")
+    # A window above the default 50 ms: a loaded test machine may pause the listener's
+    # reader between the two frames of a transition (nothing here waits it out).
+    worker = start_worker(redis_url, emulator, pool="solo", spooled_coalesce_window=2.0)
     assert emulator.wait_for_connections(1, transport="ws", timeout=20), worker.output()
 
     failed = emulator.run_job("emails", "failed", error="smtp refused")
