@@ -424,3 +424,12 @@ def test_a_url_with_credentials_is_refused_by_name(field: str) -> None:
         ConnectionOptions(**{field: f"{scheme}://spooled:{INLINE_PASSWORD}@api.example"})
     assert "spooled:[redacted]@api.example" in str(info.value)
     assert_no_secret(*failure_texts(info.value))
+
+
+def test_coordination_config_built_directly_never_shows_its_password() -> None:
+    from spooled_integrations.runtime.coordination import CoordinationConfig
+
+    with pytest.raises(ValueError) as info:  # pydantic's ValidationError, our text
+        CoordinationConfig(redis_url=f"ftp://:{INLINE_PASSWORD}@127.0.0.1/1", node_id="n")
+    assert "got 'ftp://:[redacted]@127.0.0.1/1'" in str(info.value)
+    assert_no_secret(*failure_texts(info.value))

@@ -24,6 +24,7 @@ from pydantic import (
     model_validator,
 )
 
+from spooled_integrations._problems import describe_problems
 from spooled_integrations._redact import redact_url
 from spooled_integrations.errors import ConfigurationError
 
@@ -40,7 +41,8 @@ class CoordinationConfig(BaseModel):
     redacted form only.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # hide_input_in_errors: pydantic's own text would show redis_url, password and all.
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
     strategy: Literal["lease", "claim"] = "lease"
     redis_url: str = "redis://localhost:6379/0"
@@ -152,15 +154,9 @@ def parse_coordination(value: Any) -> CoordinationConfig | None:
 
 
 def describe(exc: ValidationError) -> str:
-    """One ``field: message`` per error, joined with ``; ``; no input values shown."""
-    parts = []
-    for error in exc.errors(include_url=False, include_input=False):
-        loc = ".".join(str(p) for p in error["loc"])
-        message = error["msg"].removeprefix("Value error, ")
-        if error["type"] == "extra_forbidden":
-            message = "unknown field"
-        parts.append(f"{loc}: {message}" if loc else message)
-    return "; ".join(parts)
+    """One ``field: message, got <value>`` per error, joined with ``; ``; a password
+    in a value is hidden."""
+    return describe_problems(exc)
 
 
 def _from_text(text: str) -> Mapping[str, Any]:
