@@ -170,7 +170,7 @@ class SpooledStep(bootsteps.StartStopStep):
                 timeout + 2.0,
             )
 
-    def info(self, parent: Any) -> dict[str, Any]:
+    def info(self, parent: Any) -> dict[str, Any]:  # type: ignore[override]  # stubs say None
         """``celery inspect stats`` carries this under ``spooled``: the listener's health is
         where Celery operators look, with no extra command to register."""
         return {"spooled": self.status()}

@@ -39,6 +39,8 @@ __all__ = [
 log = logging.getLogger("spooled_integrations.client")
 
 LOCK_POLL = 0.05
+SKIP_AFTER_FAILURE = 30.0
+"""Seconds the fleet cache is left alone after Redis failed."""
 
 
 @dataclass
@@ -222,11 +224,20 @@ class RedisTokenCache:
         self._key = f"spooled:{namespace}:login:{key}"
         self._margin = margin
         self._warned = False
+        self._skip_until = 0.0
+
+    @property
+    def _skipped(self) -> bool:
+        """After a failure Redis is left alone for a while: a silent Redis must not add
+        its timeout to every connection attempt."""
+        return time.monotonic() < self._skip_until
 
     def __repr__(self) -> str:
         return f"RedisTokenCache({self._key!r})"
 
     def load(self) -> TokenRecord | None:
+        if self._skipped:
+            return None
         try:
             text = self._redis.get(self._key)
         except Exception as exc:  # redis is optional: its errors are not importable here
@@ -235,6 +246,8 @@ class RedisTokenCache:
         return TokenRecord.from_json(text) if text else None
 
     def save(self, record: TokenRecord) -> None:
+        if self._skipped:
+            return
         ttl_ms = int((record.keep_until(self._margin) - time.time()) * 1000)
         try:
             if ttl_ms > 0:
@@ -246,6 +259,9 @@ class RedisTokenCache:
 
     @contextlib.contextmanager
     def locked(self, timeout: float) -> Iterator[bool]:
+        if self._skipped:
+            yield False
+            return
         try:
             lock = self._redis.lock(
                 f"{self._key}:lock", timeout=max(timeout, 1.0) * 3, blocking_timeout=timeout
@@ -263,9 +279,12 @@ class RedisTokenCache:
                     lock.release()
 
     def _warn(self, exc: Exception) -> None:
+        self._skip_until = time.monotonic() + SKIP_AFTER_FAILURE
         if not self._warned:
             self._warned = True
             log.warning(
-                "Spooled fleet token cache in Redis failed (%s); logging in without it",
+                "Spooled fleet token cache in Redis failed (%s); logging in without it "
+                "(tried again after %.0f s)",
                 type(exc).__name__,
+                SKIP_AFTER_FAILURE,
             )

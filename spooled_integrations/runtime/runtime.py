@@ -300,7 +300,8 @@ class SpooledRuntime:
             coordination = self.config.coordination
             if coordination is not None:  # one login per JWT lifetime for the fleet
                 client.token_provider.share_with_fleet(
-                    connect_redis(coordination.redis_url, timeout=2.0), coordination.namespace
+                    connect_redis(coordination.redis_url, timeout=coordination.redis_timeout),
+                    coordination.namespace,
                 )
             client.on_frames(self._on_frames)
             self._decode_frame = client.decode_frame

@@ -229,25 +229,27 @@ def test_clean_close_reconnects_promptly_without_loss(
     assert_ran_once(feed, publisher, sweeps)
 
 
-def test_api_key_revoked_mid_life_stops_without_a_reconnect_storm(
+def test_api_key_revoked_mid_life_waits_without_a_reconnect_storm(
     emu: Emulator, make_runtime: RuntimeFactory
 ) -> None:
-    # Catch-up off: this accounts for a listener that gave up on a revoked key -- the
-    # events it then loses for good, its logins and its connections; a job-list sweep
-    # (its requests, or events it could prove) must not enter that account.
+    # Catch-up off: this accounts for a listener refused on a revoked key -- the events
+    # it loses while it waits for its slow retry (a minute away), its logins and its
+    # connections; a job-list sweep (its requests, or events it could prove) must not
+    # enter that account.
     runtime, publisher = start(make_runtime, emu, catch_up=False)
     feed = SeqFeed(emu)
     feed.publish(5)
     wait_ran(publisher, feed)
     emu.revoke_api_key()
-    assert wait_until(lambda: runtime.state == ConnectionState.DISCONNECTED, 3.0)
+    assert wait_until(lambda: runtime.health == "refused", 3.0)
+    assert runtime.state == ConnectionState.RECONNECTING  # waiting, never given up
     client = runtime.client
     assert client is not None and isinstance(client.last_error, AuthError)
     logins, accepted = emu.login_count, emu.connections_accepted("ws")
     lost = feed.publish(5)
     time.sleep(1.0)
     assert (emu.login_count, emu.connections_accepted("ws")) == (logins, accepted)
-    assert logins <= 2 and accepted == 1  # one fresh login, then stop
+    assert logins <= 2 and accepted == 1  # one fresh login, then wait
     assert feed.unheard == lost
     assert_accounted(feed, publisher)
     assert "401" in (runtime.status()["last_error"] or "")
