@@ -14,13 +14,17 @@
         ├── RateLimitError                       429: retry after ``retry_after`` seconds
         └── ServerError                          5xx or another unexpected HTTP answer
 
-Messages never contain API keys or JWTs: callers pass redacted text only (see
-``spooled_integrations._redact.redact``).
+Messages never contain API keys, JWTs or URL passwords: callers pass redacted text
+(``spooled_integrations._redact``), and every message and listed problem goes through
+``redact`` once more here, so a secret a caller missed is still hidden. A problem
+shows the value given (``got 'ftp://user:[redacted]@host'``), never a cut part of it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+
+from spooled_integrations._redact import redact
 
 __all__ = [
     "AuthError",
@@ -40,6 +44,9 @@ __all__ = [
 class SpooledError(Exception):
     """Base class of every error this package raises on purpose."""
 
+    def __init__(self, *args: object) -> None:
+        super().__init__(*(redact(arg) if isinstance(arg, str) else arg for arg in args))
+
 
 class ConfigurationError(SpooledError, ValueError):
     """Options, settings or subscriptions that cannot work."""
@@ -58,7 +65,7 @@ class SettingsError(ConfigurationError):
     consequence = ""
 
     def __init__(self, problems: Sequence[str]) -> None:
-        self.problems = list(problems)
+        self.problems = [redact(problem) for problem in problems]
         lines = "\n".join(f"  - {p}" for p in self.problems)
         after = f"; {self.consequence}" if self.consequence else ""
         super().__init__(

@@ -433,3 +433,17 @@ def test_coordination_config_built_directly_never_shows_its_password() -> None:
         CoordinationConfig(redis_url=f"ftp://:{INLINE_PASSWORD}@127.0.0.1/1", node_id="n")
     assert "got 'ftp://:[redacted]@127.0.0.1/1'" in str(info.value)
     assert_no_secret(*failure_texts(info.value))
+
+
+def test_every_package_error_hides_a_secret_its_caller_missed() -> None:
+    """The last line of defence in ``errors.py``: messages and listed problems."""
+    from spooled_integrations.errors import AuthError, ProtocolError, SettingsError
+
+    errors: list[BaseException] = [
+        AuthError(f"login with {API_KEY} refused", status=401),
+        ProtocolError(f"bad frame {{'token': '{JWT}'}}", reason="not_json"),
+        SettingsError([f"coordination: redis://:{INLINE_PASSWORD}@h/1", f"Bearer {JWT}"]),
+    ]
+    for error in errors:
+        assert "[redacted]" in str(error)
+        assert_no_secret(*failure_texts(error), *getattr(error, "problems", []))
