@@ -9,7 +9,7 @@ from typing import Any
 __all__ = ["redact", "redact_mapping", "redact_url"]
 
 _SECRET = re.compile(
-    r"eyJ[\w-]+\.[\w-]+\.[\w-]*"  # a JWT
+    r"eyJ[\w-]{6,}(?:\.[\w-]*){0,2}"  # a JWT, or the start of one that was cut
     r"|\b(?:sk|sp)_(?:live|test)_[\w-]+"  # an API key
     r"|(?<=[?&]token=)[^&\s\"']+"  # a query credential
     r"|(?<=[?&]api_key=)[^&\s\"']+"

@@ -79,6 +79,7 @@ def test_the_check_finds_a_fragment() -> None:
     with pytest.raises(AssertionError):
         assert_no_secret(JWT[:12] + "...")
     assert_no_secret(redact(f"{API_KEY} {JWT} redis://:{INLINE_PASSWORD}@h Bearer {JWT}"))
+    assert_no_secret(redact(f'token: "{JWT[:24]} ...'))  # a JWT cut by someone's quote
 
 
 # -- the others' secrets, per form -------------------------------------------------------
