@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from spooled_integrations._redact import redact
+from spooled_integrations._redact import redact as _redact
 
 __all__ = [
     "AuthError",
@@ -45,7 +45,7 @@ class SpooledError(Exception):
     """Base class of every error this package raises on purpose."""
 
     def __init__(self, *args: object) -> None:
-        super().__init__(*(redact(arg) if isinstance(arg, str) else arg for arg in args))
+        super().__init__(*(_redact(arg) if isinstance(arg, str) else arg for arg in args))
 
 
 class ConfigurationError(SpooledError, ValueError):
@@ -65,7 +65,7 @@ class SettingsError(ConfigurationError):
     consequence = ""
 
     def __init__(self, problems: Sequence[str]) -> None:
-        self.problems = [redact(problem) for problem in problems]
+        self.problems = [_redact(problem) for problem in problems]
         lines = "\n".join(f"  - {p}" for p in self.problems)
         after = f"; {self.consequence}" if self.consequence else ""
         super().__init__(

@@ -9,6 +9,12 @@ variable. Which settings exist, their variables and defaults: the one model,
 switch when the ``--spooled/--no-spooled`` worker option is not available), and the
 worker option overrides both. Every problem is collected before anything raises, so a
 bad config is fixed in one round trip, not one key at a time.
+
+``celery inspect conf`` and ``celery report`` mask a setting by its name only
+(``celery.app.utils.HIDDEN_SETTINGS``: ``*_key``, ``*_token``, ``*_password``...), so
+the Redis passwords have settings of their own (``spooled_coordination_password``,
+``spooled_checkpoint_password``); a secret left in a value Celery would print is named
+in a boot WARNING (:func:`shown_secrets` asks Celery's own sanitiser).
 """
 
 from __future__ import annotations
@@ -59,6 +65,7 @@ __all__ = [
     "read_enabled",
     "read_settings",
     "setting_label",
+    "shown_secrets",
 ]
 
 logger = logging.getLogger(__name__)
