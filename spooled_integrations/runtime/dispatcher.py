@@ -87,7 +87,8 @@ class Dispatcher:
 
     ``signal_sender`` is the sender of :data:`event_dropped` (the runtime passes
     itself). ``wall_clock`` (seconds since the epoch) judges event age; inject it in
-    tests.
+    tests. ``coalesce_window`` (seconds; 0, the default here, turns it off) is how long
+    the first form of a transition waits for its twin (step 2).
     """
 
     def __init__(
