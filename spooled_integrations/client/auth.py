@@ -79,11 +79,15 @@ class LoginDeferred(SpooledConnectionError):
     """These credentials were refused (here or by another process); no login before
     ``until`` (epoch seconds), so a refused key does not spend the login budget."""
 
-    def __init__(self, until: float, reason: str, where: str, status: int | None) -> None:
+    def __init__(
+        self, until: float, reason: str, where: str, status: int | None, location: str
+    ) -> None:
         super().__init__(f"{reason} (refused earlier, for {where})", status=status)
         self.until = until
         self.reason = reason
         self.where = where
+        self.location = location
+        """The record to delete to try at once (a file path, a Redis key)."""
 
 
 class LoginRateLimited(RateLimitError):
@@ -225,7 +229,11 @@ class TokenProvider:
                 if record.refused_until > self._clock():
                     self.refusal = record
                     raise LoginDeferred(
-                        record.refused_until, record.reason, cache.name, record.status
+                        record.refused_until,
+                        record.reason,
+                        cache.name,
+                        record.status,
+                        cache.location,
                     )
                 if self._usable(record.token, record.expires_at, rejected):
                     assert record.token is not None

@@ -479,11 +479,12 @@ class BaseClient:
         if self.stats.refused_reason != exc.reason:
             self._log.warning(
                 "Spooled %s: waiting, the credentials were refused (%s); the next attempt, "
-                "made once for %s, is in %s",
+                "made once for %s, is in %s (to try at once, delete %s)",
                 self.transport,
                 exc.reason,
                 exc.where,
                 _minutes(exc.until - time.time()),
+                exc.location,
             )
         return self._wait_until(exc.until, exc.reason)
 

@@ -98,7 +98,9 @@ class TokenCache(Protocol):
     """One shared place for a :class:`TokenRecord`."""
 
     name: str
-    """Says where, in logs: ``"this node"`` or ``"the fleet"``."""
+    """Says who shares it, in logs: ``"this node"`` or ``"the fleet"``."""
+    location: str
+    """Where it is (a file, a Redis key), for the operator who wants to clear it."""
 
     def load(self) -> TokenRecord | None: ...
     def save(self, record: TokenRecord) -> None: ...
@@ -152,6 +154,7 @@ class FileTokenCache:
             )
         self.directory = directory
         self.path = directory / f"jwt-{key}.json"
+        self.location = str(self.path)
         self._lock_path = directory / f"jwt-{key}.lock"
         self._warned = False
 
@@ -222,6 +225,7 @@ class RedisTokenCache:
     def __init__(self, client: Any, namespace: str, key: str, *, margin: float) -> None:
         self._redis = client
         self._key = f"spooled:{namespace}:login:{key}"
+        self.location = f"the Redis key {self._key}"
         self._margin = margin
         self._warned = False
         self._skip_until = 0.0

@@ -73,9 +73,10 @@ def stop_all(processes: list[subprocess.Popen[str]]) -> list[str]:
 def test_the_processes_of_a_node_make_one_login(emulator: Emulator, tmp_path: Path) -> None:
     processes = [listen(emulator, tmp_path) for _ in range(6)]  # one more than the limit
     try:
-        assert wait_until(lambda: emulator.connections_current("ws") == 6, timeout=30)
+        all_connected = wait_until(lambda: emulator.connections_current("ws") == 6, timeout=60)
     finally:
         outputs = stop_all(processes)
+    assert all_connected, outputs
     assert emulator.login_count == 1, outputs
     assert not any("429" in err for err in outputs)
     cache = tmp_path / "spooled-integrations"
