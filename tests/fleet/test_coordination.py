@@ -404,6 +404,11 @@ def test_claim_pipelines_claims_while_events_queue_up(
     assert max(sizes) == 64 and sum(sizes) == 400  # batched, every event claimed once
 
 
+def settled(runtime: SpooledRuntime) -> int:
+    coordination = runtime.status()["coordination"]
+    return int(coordination["claims_won"] + coordination["claims_lost"])
+
+
 def test_claim_redis_down_buffers_then_drains_in_order(
     emu: Emulator, make_runtime: RuntimeFactory, private_redis: RedisServer, namespace: str
 ) -> None:
@@ -413,6 +418,9 @@ def test_claim_redis_down_buffers_then_drains_in_order(
     feed = SeqFeed(emu)
     feed.publish(5)
     assert wait_until(lambda: len(once_seqs(pa, pb)) == 5)
+    # Both nodes settled their claims (a restarted Redis forgets them, so a claim still
+    # pending on the slower node at the kill would be won again afterwards).
+    assert wait_until(lambda: all(settled(runtime) == 5 for runtime, _ in nodes))
     private_redis.kill()
     feed.publish(20)
     assert wait_until(lambda: len(every_seqs(pa)) == len(every_seqs(pb)) == 25)
