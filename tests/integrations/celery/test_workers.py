@@ -213,6 +213,7 @@ def test_inspect_spooled_status_from_the_command_line(
     assert emulator.wait_for_connections(2, transport="ws", timeout=20)
     installed.wait_ready()
     config_only.wait_ready()
+    assert emulator.login_count == 1  # two nodes on one host share the JWT
     for worker, command in (
         (installed, INSTALLED_CLI),
         (config_only, MODULE_CLI),

@@ -250,6 +250,7 @@ def test_a_killed_listener_fork_is_replaced_by_one_worker(
     assert emulator.connections_accepted("ws") == 2, log
     assert emulator.connections_current("ws") == 1, log
     assert log.count("takes the listener over") == 1, log
+    assert emulator.login_count == 1, log  # the takeover reused the node's JWT
 
     expected = publish_failures(emulator, EVENTS)
     run.wait_records(EVENTS, timeout=30)
