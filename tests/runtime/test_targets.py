@@ -87,7 +87,7 @@ def test_unknown_keys_and_kinds_are_reported_with_the_others():
         "framework module registers its own kind when it is imported)",
         "subscriptions[2].target_kind: unknown target kind 'jbo'; registered: actor, task (a "
         "framework module registers its kind when it is imported)",
-        "subscriptions[3].queue: must be a string or a list of strings",
+        "subscriptions[3].queue: must be a string or a list of strings, got 5",
         "subscriptions[3].task/actor: give one target, not both",
         "subscriptions[4].task: must be a string, got int",
         "subscriptions[5].task/target_name: give one target, not both",
