@@ -459,8 +459,7 @@ class BaseClient:
         self.last_error = exc
         shared = self._tokens.shared_with
         self._log.error(
-            "Spooled %s: %s. %s. Listening is suspended (the worker keeps running); "
-            "next attempt in %s%s.",
+            "Spooled %s: %s. %s. Listening is suspended; next attempt in %s%s.",
             self.transport,
             text,
             refusal_hint(exc),
