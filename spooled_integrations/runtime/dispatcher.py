@@ -148,6 +148,10 @@ class Dispatcher:
         self._coalescer = Coalescer(coalesce_window, self.metrics) if coalesce_window > 0 else None
         self._last_done: tuple[float, Event | None] = (time.monotonic(), None)
         self._counts: dict[str, int] = {}  # the dispatch thread's metrics table (see _run)
+        self.age_observers: tuple[Callable[[float], None], ...] = ()
+        """Called with each dispatched event's age in seconds (server timestamp to
+        dispatch, never below 0), on the dispatch thread: a metrics histogram. Empty
+        (the default): no timestamp is parsed for it."""
         if coordinator is not None:
             coordinator.attach(
                 DispatchHooks(
@@ -512,6 +516,8 @@ class Dispatcher:
             self.metrics.incr("duplicates_suppressed")
             logger.debug("duplicate suppressed: %s", event.identity_key)
             return
+        if self.age_observers:
+            self._observe_age(event, age)
         failed = send_event(event)
         counts = self._counts
         counts["signals_sent"] += 1
@@ -604,6 +610,18 @@ class Dispatcher:
             )
 
     # -- helpers -------------------------------------------------------------------
+
+    def _observe_age(self, event: Event, age: float | None) -> None:
+        if age is None:
+            age = self._age(event)
+            if age is None:  # no server timestamp: no age to tell
+                return
+        age = max(0.0, age)  # a server clock ahead of ours
+        for observe in self.age_observers:
+            try:
+                observe(age)
+            except Exception:
+                logger.exception("an event age observer failed")
 
     def _age(self, event: Event) -> float | None:
         moment = event.timestamp

@@ -354,6 +354,12 @@ class SpooledRuntime:
         logger.info("Spooled runtime stopped (drained %d, left %d)", report.drained, report.left)
         return report
 
+    def observe_event_age(self, observer: Callable[[float], None]) -> None:
+        """Call ``observer(seconds)`` on the dispatch thread with the age of each event
+        dispatched (server timestamp to dispatch): for a metrics histogram."""
+        dispatcher = self._dispatcher
+        dispatcher.age_observers = (*dispatcher.age_observers, observer)
+
     # -- status ----------------------------------------------------------------------
 
     @property
