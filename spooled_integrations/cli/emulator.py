@@ -1,4 +1,8 @@
-"""``spooled-integrations emulator``: run the local Spooled emulator until SIGINT/SIGTERM."""
+"""``spooled-integrations emulator``: run the local Spooled emulator until SIGINT/SIGTERM.
+
+``emulator publish`` and ``emulator job`` drive a running one (see
+:mod:`~spooled_integrations.cli.emulator_control`).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,8 @@ import signal
 import sys
 import threading
 from types import FrameType
+
+from spooled_integrations.cli import emulator_control
 
 __all__ = ["add_arguments", "run"]
 
@@ -21,14 +27,21 @@ _INTERVALS = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    parser.add_argument("--port", type=int, default=8787, help="port (0: any free port)")
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--port", type=int, default=8787, help="port; 0: any free port (default: %(default)s)"
+    )
     parser.add_argument(
         "--strict",
         action="store_true",
-        help="behave like the public backend source instead of production",
+        help="behave like the public backend source instead of production "
+        "(default: production-like)",
     )
-    parser.add_argument("--api-key", help="API key to accept (default: a new sk_test_ key)")
+    parser.add_argument(
+        "--api-key", help="API key to accept (default: a new sk_test_ key, printed at start)"
+    )
     parser.add_argument("--jwt-secret", help="HS256 secret, at least 32 bytes (default: random)")
     for name, default, help_text in _INTERVALS:
         parser.add_argument(
@@ -36,11 +49,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             type=float,
             default=default,
             metavar="SECONDS",
-            help=f"{help_text} (default {default:g})",
+            help=f"{help_text} (default: {default:g})",
         )
+    parser.epilog = (
+        "With an ACTION, drive a running emulator instead: "
+        "'emulator publish job.completed --field job_id=j1', "
+        "'emulator job create emails --api-key KEY', 'emulator job status ID completed' "
+        "(see 'emulator publish -h', 'emulator job -h')."
+    )
+    emulator_control.add_subcommands(parser)
 
 
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "action", None):
+        return emulator_control.run(args)
     try:
         from spooled_integrations.testing.emulator import Emulator
     except ImportError as exc:
@@ -77,6 +99,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"  WebSocket: {emulator.ws_url}")
         print(f"  API key:   {emulator.api_key}")
         print(f"  mode:      {mode}")
+        print(
+            f"Drive it: spooled-integrations emulator publish job.completed --field job_id=j1 "
+            f"--url {emulator.base_url}"
+        )
         print("Press Ctrl+C to stop.", flush=True)
         while not stop.wait(0.5):
             pass
