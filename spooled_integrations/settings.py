@@ -174,6 +174,14 @@ _INTEGRATION = [
         10.0,
         "Seconds the listener may take to stop and dispatch what is queued.",
     ),
+    Setting(
+        "metrics_port",
+        "integration",
+        None,
+        "Celery: serve Prometheus metrics on this port from the worker's main process "
+        "(the prometheus extra). None: no endpoint.",
+        frameworks=frozenset({"celery"}),
+    ),
 ]
 
 _CONNECTION_MEANINGS = {

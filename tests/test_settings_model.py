@@ -111,6 +111,7 @@ SAMPLES: dict[str, tuple[Sample, Sample]] = {
     "coordination_password": (Sample("coord-pw-a"), Sample("coord-pw-b")),
     "checkpoint_password": (Sample("ckpt-pw-a"), Sample("ckpt-pw-b")),
     "shutdown_timeout": (Sample(2.5), Sample(7.0)),
+    "metrics_port": (Sample(9808), Sample(9809)),
     # connection
     "base_url": (Sample("http://a.example:8080"), Sample("https://b.example")),
     "ws_url": (Sample("wss://a.example/ws"), Sample("ws://b.example/ws")),
@@ -159,6 +160,7 @@ BAD: dict[str, Bad] = {
     "coordination_password": Bad(5, None),
     "checkpoint_password": Bad(5, None),
     "shutdown_timeout": Bad("soon", "soon"),
+    "metrics_port": Bad(70000, "http"),
     "base_url": Bad(f"ftp://user:{BAD_PASSWORD}@nope", f"ftp://user:{BAD_PASSWORD}@nope"),
     "ws_url": Bad(f"http://user:{BAD_PASSWORD}@x", f"http://user:{BAD_PASSWORD}@x"),
     "token": Bad(5, None),
@@ -283,8 +285,8 @@ def celery_produced(name: str, read: SpooledCelerySettings) -> Any:
     elif name == "coordination":
         assert read.coordination == runtime.coordination
         value = runtime.coordination
-    elif name == "shutdown_timeout":
-        value = read.shutdown_timeout
+    elif name in ("shutdown_timeout", "metrics_port"):
+        value = getattr(read, name)
     elif name in PASSWORD_TARGETS:
         value = _password_in(name, runtime.coordination, runtime.checkpoint)
     else:

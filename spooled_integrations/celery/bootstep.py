@@ -28,7 +28,7 @@ import logging
 import os
 import threading
 import weakref
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from celery import bootsteps
 
@@ -41,6 +41,9 @@ from spooled_integrations.celery.settings import (
 )
 from spooled_integrations.errors import ConfigurationError, SubscriptionError
 from spooled_integrations.runtime.runtime import SpooledRuntime
+
+if TYPE_CHECKING:
+    from spooled_integrations.runtime.prometheus import MetricsServer
 
 __all__ = ["SpooledStep", "installed_apps"]
 
@@ -64,6 +67,16 @@ def _green_pool_problems(parent: Any) -> list[str]:
     ]
 
 
+def _metrics_problems() -> list[str]:
+    from spooled_integrations.runtime.prometheus import require_prometheus
+
+    try:
+        require_prometheus()
+    except ImportError as exc:
+        return [f"spooled_metrics_port: {exc}"]
+    return []
+
+
 class SpooledStep(bootsteps.StartStopStep):
     """Runs the Spooled runtime in the worker main process (see the module docstring)."""
 
@@ -79,6 +92,7 @@ class SpooledStep(bootsteps.StartStopStep):
         self._pid = os.getpid()
         self._stopped = False
         self._lock = threading.Lock()
+        self._metrics: MetricsServer | None = None
         app = parent.app
         # Every problem is collected before anything raises: one error at the first boot.
         problems: list[str] = []
@@ -97,6 +111,8 @@ class SpooledStep(bootsteps.StartStopStep):
             self.settings = read_settings(app)
         except SpooledImproperlyConfigured as exc:
             problems.extend(exc.problems)
+        if self.settings is not None and self.settings.metrics_port is not None:
+            problems.extend(_metrics_problems())
         if problems or self.settings is None:
             raise SpooledImproperlyConfigured(problems)
         try:
@@ -134,6 +150,22 @@ class SpooledStep(bootsteps.StartStopStep):
             return
         track(self)
         runtime.start()
+        self._serve_metrics(runtime)
+
+    def _serve_metrics(self, runtime: SpooledRuntime) -> None:
+        """``spooled_metrics_port``: Prometheus metrics from this (main) process. A port
+        already taken costs the endpoint, not the listener: logged, the worker runs on."""
+        port = self.settings.metrics_port if self.settings is not None else None
+        if port is None:
+            return
+        from spooled_integrations.runtime.prometheus import serve
+
+        try:
+            self._metrics = serve(runtime, port)
+        except OSError as exc:
+            logger.error("Spooled metrics endpoint not started on port %d: %s", port, exc)
+            return
+        logger.info("Spooled metrics at http://0.0.0.0:%d/metrics", port)
 
     def stop(self, parent: Any) -> None:
         """Warm shutdown: dispatch what is queued, bounded by ``spooled_shutdown_timeout``."""
@@ -169,6 +201,9 @@ class SpooledStep(bootsteps.StartStopStep):
                 "Spooled runtime did not stop within %.1fs; leaving it to exit with the worker",
                 timeout + 2.0,
             )
+        metrics, self._metrics = self._metrics, None
+        if metrics is not None:  # after the drain: its last counts stay scrapable until now
+            metrics.close()
 
     def info(self, parent: Any) -> dict[str, Any]:  # type: ignore[override]  # stubs say None
         """``celery inspect stats`` carries this under ``spooled``: the listener's health is

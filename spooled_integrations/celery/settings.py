@@ -103,6 +103,7 @@ class SpooledCelerySettings:
     publisher: CeleryPublisher
     coordination: CoordinationConfig | None = None
     shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT
+    metrics_port: int | None = None
 
 
 def setting_label(app: Celery, name: str) -> str:
@@ -341,6 +342,17 @@ def _external_tasks(reader: _Reader) -> frozenset[str]:
     return frozenset(value)
 
 
+def _metrics_port(reader: _Reader) -> int | None:
+    value = reader.get("metrics_port")
+    if value is None or value == "":
+        return None
+    text = str(value).strip()
+    if isinstance(value, bool) or not text.isdigit() or not 1 <= int(text) <= 65535:
+        reader.problem("metrics_port", f"expected a port from 1 to 65535, got {shown_value(value)}")
+        return None
+    return int(text)
+
+
 def _coordination(reader: _Reader) -> CoordinationConfig | None:
     value = reader.get("coordination")
     try:
@@ -471,6 +483,7 @@ def read_settings(
     reader.problems[first:] = sorted(reader.problems[first:], key=_rule_order)
     coordination = _coordination(reader)
     timeout = reader.number("shutdown_timeout", DEFAULT_SHUTDOWN_TIMEOUT)
+    metrics_port = _metrics_port(reader)
     tuning = _tuning(reader)
     coordination = _passwords(reader, coordination, tuning)
     _warn_shown_secrets(app)
@@ -492,4 +505,5 @@ def read_settings(
         publisher=publisher,
         coordination=coordination,
         shutdown_timeout=timeout,
+        metrics_port=metrics_port,
     )
