@@ -198,6 +198,7 @@ _CONNECTION_MEANINGS = {
     "liveness_timeout": "Silence after which a connection counts as dead.",
     "token_cache": "Where the JWT is shared by this node's processes: 'auto', a directory, 'off'.",
     "verify_tls": "Verify the server's TLS certificate.",
+    "proxy": "HTTP proxy URL for every connection; None: HTTPS_PROXY/NO_PROXY; 'off': none.",
     "extra_headers": "Headers added to every handshake and request.",
     "max_frame_bytes": "Larger frames are skipped.",
     "debug": "Log every connection state change at DEBUG.",

@@ -27,6 +27,7 @@ from spooled_integrations.client._quiet import quiet_requests
 from spooled_integrations.client.backoff import BackoffPolicy
 from spooled_integrations.client.errors import error_for_status
 from spooled_integrations.client.options import ConnectionOptions
+from spooled_integrations.client.proxy import http_transport, proxy_refused, via
 from spooled_integrations.client.token_cache import (
     RedisTokenCache,
     TokenCache,
@@ -303,15 +304,23 @@ class TokenProvider:
         try:
             with (
                 httpx.Client(
-                    timeout=self._options.connect_timeout, verify=self._options.verify_tls
+                    timeout=self._options.connect_timeout,
+                    transport=http_transport(
+                        url, self._options.proxy, verify=self._options.verify_tls
+                    ),
                 ) as http,
                 quiet_requests(),
             ):
                 response = http.post(url, json={"api_key": self._api_key})
         except httpx.HTTPError as exc:
             raise SpooledConnectionError(
-                redact(f"login request to {url} failed: {exc!r}", self._api_key)
+                redact(
+                    f"login request to {url} failed: {exc!r}{via(url, self._options.proxy)}",
+                    self._api_key,
+                )
             ) from None
+        if response.status_code == 407:
+            raise proxy_refused(url, self._options.proxy, f"login at {url}")
         self.logins += 1
         if response.status_code == 429:
             raise LoginRateLimited(

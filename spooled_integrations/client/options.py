@@ -21,6 +21,7 @@ from pydantic import (
 
 from spooled_integrations._problems import describe_problems
 from spooled_integrations._redact import redact_mapping, redact_url
+from spooled_integrations.client.proxy import check_proxy_url
 from spooled_integrations.errors import ConfigurationError
 from spooled_integrations.protocol import Event, EventType, resolve, wire_dotted_name
 
@@ -92,6 +93,10 @@ class ConnectionOptions(BaseModel):
     ``"auto"`` (a file only this user can read, in the user's cache directory), a
     directory path, or ``"off"``."""
     verify_tls: bool = True
+    proxy: str | None = None
+    """The HTTP proxy for every connection: ``None`` reads ``HTTPS_PROXY``/``HTTP_PROXY``/
+    ``NO_PROXY``; ``"off"`` (or ``""``) goes direct whatever they say; or an
+    ``http://[user:password@]host:port`` URL (``NO_PROXY`` still applies to it)."""
     extra_headers: dict[str, str] = Field(default_factory=dict)
     max_frame_bytes: int = Field(default=1024 * 1024, gt=0)
     debug: bool = False
@@ -107,6 +112,11 @@ class ConnectionOptions(BaseModel):
     @classmethod
     def _ws_url(cls, value: Any) -> Any:
         return _check_url(value, ("ws", "wss"), required=False)
+
+    @field_validator("proxy", mode="before")
+    @classmethod
+    def _proxy_url(cls, value: Any) -> Any:
+        return check_proxy_url(value) if isinstance(value, str) else value
 
     @field_validator("token", "api_key", mode="before")
     @classmethod
@@ -133,7 +143,7 @@ class ConnectionOptions(BaseModel):
         for name, value in super().__repr_args__():
             if name == "extra_headers":
                 yield name, redact_mapping(value)
-            elif name in ("base_url", "ws_url") and isinstance(value, str):
+            elif name in ("base_url", "ws_url", "proxy") and isinstance(value, str):
                 yield name, redact_url(value)
             else:
                 yield name, value

@@ -27,6 +27,7 @@ from spooled_integrations.client._quiet import quiet_requests
 from spooled_integrations.client.auth import TokenProvider
 from spooled_integrations.client.errors import error_for_status
 from spooled_integrations.client.options import ConnectionOptions
+from spooled_integrations.client.proxy import http_transport, proxy_refused, via
 from spooled_integrations.errors import ProtocolError, SpooledConnectionError
 from spooled_integrations.protocol.timestamps import format_timestamp, parse_timestamp
 
@@ -170,7 +171,7 @@ class JobsClient:
         self._log = options.effective_logger
         self._http = httpx.Client(
             base_url=options.base_url,
-            verify=options.verify_tls,
+            transport=http_transport(options.base_url, options.proxy, verify=options.verify_tls),
             timeout=httpx.Timeout(
                 timeout if timeout is not None else READ_TIMEOUT, connect=options.connect_timeout
             ),
@@ -292,11 +293,17 @@ class JobsClient:
         self.requests += 1
         try:
             with quiet_requests():
-                return self._http.get(
+                response = self._http.get(
                     path, params=params, headers={"Authorization": f"Bearer {token}"}
                 )
         except httpx.HTTPError as exc:
-            raise SpooledConnectionError(self._redact(f"{what} failed: {exc!r}")) from None
+            via_proxy = via(self._options.base_url, self._options.proxy)
+            raise SpooledConnectionError(
+                self._redact(f"{what} failed: {exc!r}{via_proxy}")
+            ) from None
+        if response.status_code == 407:
+            raise proxy_refused(self._options.base_url, self._options.proxy, what)
+        return response
 
     def _refused(self, response: httpx.Response, what: str) -> SpooledConnectionError:
         # Redacted whole: error_for_status cuts the body at 300 characters first, and a

@@ -5,7 +5,8 @@ socket reads: the backend sends each event as its own HTTP chunk, and an HTTP cl
 library pays per chunk (httpcore + h11 cost more than everything else we do with an
 event; figures in ``bench/README.md``). Owning the socket also lets ``disconnect()`` shut it
 down so a read blocked on a silent server returns at once. TLS uses httpx's context
-(certifi roots, ``SSL_CERT_FILE``); there is no proxy support, as before.
+(certifi roots, ``SSL_CERT_FILE``); an HTTP proxy is reached through a ``CONNECT``
+tunnel (:mod:`~spooled_integrations.client.proxy`), for http and https alike.
 
 Three streams: ``/api/v1/events`` (filtered by ``queue``/``events``), a per-job stream
 ``/api/v1/events/jobs/{id}`` that ends at a terminal status, and a per-queue stream
@@ -28,6 +29,7 @@ from spooled_integrations._redact import redact
 from spooled_integrations.client.base import BaseClient, ReadOutcome, _Stop
 from spooled_integrations.client.errors import error_for_status
 from spooled_integrations.client.options import ConnectionOptions, SubscriptionFilter
+from spooled_integrations.client.proxy import ProxyError, connect_socket, proxy_for
 from spooled_integrations.errors import (
     NotSupportedError,
     ProtocolError,
@@ -146,6 +148,10 @@ class SSEClient(BaseClient):
             sock.sendall((request or b"") + (http.send(h11.EndOfMessage()) or b""))
             sock.settimeout(self._liveness_timeout(SSE_LIVENESS_DEFAULT))
             response = self._read_head(sock, http)
+        except ProxyError:
+            self._drop_socket()
+            self._raise_if_stopping()
+            raise
         except TimeoutError:
             self._drop_socket()
             self._raise_if_stopping()
@@ -178,8 +184,9 @@ class SSEClient(BaseClient):
 
     def _connect(self, scheme: str, host: str, port: int | None, timeout: float) -> socket.socket:
         secure = scheme == "https"
-        sock = socket.create_connection((host, port or (443 if secure else 80)), timeout=timeout)
-        self._remember_socket(sock)
+        proxy = proxy_for(self.options.base_url, self.options.proxy)
+        port = port or (443 if secure else 80)
+        sock = connect_socket(proxy, host, port, timeout, self._remember_socket)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if secure:
             context = httpx.create_ssl_context(verify=self.options.verify_tls)

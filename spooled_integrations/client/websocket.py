@@ -6,25 +6,29 @@ commands for filtering. Commands are PascalCase and fire-and-forget (no acks exi
 websocket-client does the handshake and all sending; received frames are parsed from
 whole socket reads by :class:`~spooled_integrations.protocol.wsframes.FrameReader`
 (much cheaper per event than ``recv_data``; ``bench/README.md``). UTF-8 is not validated separately:
-the JSON decoder rejects bad text anyway.
+the JSON decoder rejects bad text anyway. The socket is ours too (websocket-client gets it
+ready-made): direct or through a proxy's tunnel as :mod:`~spooled_integrations.client.proxy`
+decides, with TLS from httpx's context (certifi, ``SSL_CERT_FILE``) like the other
+transports, so websocket-client never applies proxy variables of its own.
 """
 
 from __future__ import annotations
 
 import contextlib
 import socket
-import ssl
 import threading
 import time
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
+import httpx
 import websocket
 
 from spooled_integrations._redact import redact
 from spooled_integrations.client.base import BaseClient, ReadOutcome, _Stop
 from spooled_integrations.client.errors import error_for_status
 from spooled_integrations.client.options import ConnectionOptions, SubscriptionFilter
+from spooled_integrations.client.proxy import ProxyError, connect_socket, proxy_for
 from spooled_integrations.errors import ProtocolError, SpooledConnectionError
 from spooled_integrations.protocol import _json
 from spooled_integrations.protocol.wsframes import (
@@ -60,6 +64,7 @@ class WebSocketClient(BaseClient):
         super().__init__(options, filter=filter)
         self._subscriptions: list[SubscriptionFilter] = []
         self._ws: websocket.WebSocket | None = None
+        self._pending: socket.socket | None = None
         self._ws_lock = threading.Lock()
 
     # -- commands --------------------------------------------------------------------
@@ -118,10 +123,7 @@ class WebSocketClient(BaseClient):
 
     def _open(self, *, force_login: bool) -> websocket.WebSocket:
         token = self._tokens.get(force=force_login)
-        sslopt: dict[str, Any] = {}
-        if not self.options.verify_tls:
-            sslopt = {"cert_reqs": ssl.CERT_NONE, "check_hostname": False}
-        ws = websocket.WebSocket(skip_utf8_validation=True, enable_multithread=True, sslopt=sslopt)
+        ws = websocket.WebSocket(skip_utf8_validation=True, enable_multithread=True)
         with self._ws_lock:
             if self._stop.is_set():
                 raise _Stop
@@ -134,6 +136,7 @@ class WebSocketClient(BaseClient):
                 header=headers,
                 timeout=self.options.connect_timeout,
                 suppress_origin=True,
+                socket=self._socket(),
             )
         except websocket.WebSocketBadStatusException as exc:
             body = exc.resp_body.decode("utf-8", "replace") if exc.resp_body else ""
@@ -144,14 +147,49 @@ class WebSocketClient(BaseClient):
                 what=f"WebSocket handshake at {self._url_for_logs()}",
                 secrets=self._tokens.secrets(),
             ) from None
+        except ProxyError:
+            if self._stop.is_set():
+                raise _Stop from None
+            raise
         except (websocket.WebSocketException, OSError) as exc:
             if self._stop.is_set():
                 raise _Stop from None
             raise SpooledConnectionError(self._describe(exc, "WebSocket connect failed")) from None
+        finally:
+            with self._ws_lock:
+                self._pending = None
         ws.settimeout(self._liveness_timeout(WS_LIVENESS_DEFAULT) / PINGS_PER_LIVENESS)
         for subscription in self._subscriptions:
             self._send_on(ws, "Subscribe", subscription)
         return ws
+
+    def _socket(self) -> socket.socket:
+        """The TCP (and TLS) connection the handshake goes over: direct or through the
+        proxy's tunnel, decided in one place for every transport (``client.proxy``)."""
+        parts = urlsplit(self.options.resolved_ws_url)
+        secure = parts.scheme == "wss"
+        host = parts.hostname or ""
+        proxy = proxy_for(self.options.resolved_ws_url, self.options.proxy)
+        timeout = self.options.connect_timeout
+        sock = connect_socket(
+            proxy, host, parts.port or (443 if secure else 80), timeout, self._remember
+        )
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if secure:
+            context = httpx.create_ssl_context(verify=self.options.verify_tls)
+            context.set_alpn_protocols(["http/1.1"])
+            sock = context.wrap_socket(sock, server_hostname=host)
+            self._remember(sock)
+        return sock
+
+    def _remember(self, sock: socket.socket) -> None:
+        """Keep the socket being opened, so ``disconnect()`` can cut its handshake short."""
+        with self._ws_lock:
+            self._pending = sock
+            stopping = self._stop.is_set()
+        if stopping:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
     def _read(self, session: Any) -> ReadOutcome:
         ws: websocket.WebSocket = session
@@ -241,7 +279,7 @@ class WebSocketClient(BaseClient):
     def _abort(self) -> None:
         with self._ws_lock:
             ws = self._ws
-        sock = ws.sock if ws is not None else None
+            sock = self._pending or (ws.sock if ws is not None else None)
         if sock is None:
             return
         with contextlib.suppress(OSError):
