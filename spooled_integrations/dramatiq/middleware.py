@@ -28,6 +28,7 @@ from spooled_integrations.dramatiq.actors import ACTOR_OPTIONS, actor_subscripti
 from spooled_integrations.dramatiq.cli_context import is_cli_worker
 from spooled_integrations.dramatiq.fork import spooled_listener
 from spooled_integrations.dramatiq.listener_lock import ListenerLock, ListenerWatch
+from spooled_integrations.dramatiq.prometheus import MultiprocessExporter, export_metrics
 from spooled_integrations.dramatiq.publisher import DramatiqPublisher
 from spooled_integrations.dramatiq.settings import DramatiqSettings, settings_and_problems
 from spooled_integrations.dramatiq.status_file import StatusFile, StatusWriter
@@ -86,6 +87,7 @@ class SpooledMiddleware(Middleware):  # type: ignore[misc,unused-ignore]  # unty
         self._owner_pid = 0  # the process whose threads self._runtime runs
         self._watch: ListenerWatch | None = None  # fork mode: ready to replace the fork
         self._status_writer: StatusWriter | None = None  # fork mode: for the workers
+        self._metrics: MultiprocessExporter | None = None  # with Dramatiq's Prometheus
 
     def __repr__(self) -> str:
         s = self.settings
@@ -191,6 +193,7 @@ class SpooledMiddleware(Middleware):  # type: ignore[misc,unused-ignore]  # unty
             if self.settings.mode == "fork":  # the workers' status() reads it
                 self._status_writer = StatusWriter(StatusFile(os.getppid()), runtime.status)
                 self._status_writer.start()
+            self._metrics = self._export_metrics(broker, runtime)
         self._log_started(runtime)
         return runtime
 
@@ -202,10 +205,13 @@ class SpooledMiddleware(Middleware):  # type: ignore[misc,unused-ignore]  # unty
             if runtime is None or self._owner_pid != os.getpid():
                 return None  # nothing started here (a copy inherited through fork has no threads)
             writer, self._status_writer = self._status_writer, None
+            metrics, self._metrics = self._metrics, None
         if writer is not None:
             writer.stop()
         limit = self.settings.shutdown_timeout if timeout is None else timeout
         report = runtime.stop(limit)
+        if metrics is not None:
+            metrics.stop()  # its last write says "stopped"
         if report.left or report.timed_out:
             logger.warning(
                 "Spooled listener stopped with %d event(s) not dispatched (timed out: %s)",
@@ -230,6 +236,17 @@ class SpooledMiddleware(Middleware):  # type: ignore[misc,unused-ignore]  # unty
         return {**base, **runtime.status(), "listening_here": True}
 
     # -- helpers -----------------------------------------------------------------------
+
+    def _export_metrics(
+        self, broker: dramatiq.Broker, runtime: SpooledRuntime
+    ) -> MultiprocessExporter | None:
+        """With Dramatiq's ``Prometheus`` middleware, the listener's metrics join its
+        exposition (:mod:`.prometheus`); a failure there costs the metrics only."""
+        try:
+            return export_metrics(broker, runtime, fork_mode=self.settings.mode == "fork")
+        except Exception:
+            logger.exception("Spooled metrics are not exported to the Prometheus middleware")
+            return None
 
     def _watch_listener(self, broker: dramatiq.Broker) -> None:
         """Take the listener over if the fork process dies (see :mod:`.listener_lock`)."""

@@ -38,6 +38,8 @@ __all__ = [
     "AGE_BUCKETS",
     "COUNTERS",
     "HEALTHS",
+    "ONE_OF_HELP",
+    "STATES",
     "MetricsServer",
     "Reading",
     "SpooledCollector",
@@ -213,7 +215,7 @@ def _families(reading: Reading | None) -> Iterator[Metric]:
     yield _one_of("spooled_connection_state", "state", STATES, shown.state, reading is not None)
 
 
-_ONE_OF_HELP = {
+ONE_OF_HELP = {
     "spooled_health": "1 for the listener's health verdict (connected, degraded, refused...).",
     "spooled_connection_state": "1 for the connection's state.",
 }
@@ -222,7 +224,7 @@ _ONE_OF_HELP = {
 def _one_of(name: str, label: str, values: tuple[str, ...], current: str, show: bool) -> Metric:
     from prometheus_client.core import GaugeMetricFamily
 
-    gauge = GaugeMetricFamily(name, _ONE_OF_HELP[name], labels=[label])
+    gauge = GaugeMetricFamily(name, ONE_OF_HELP[name], labels=[label])
     if show:
         for value in (*values, *(() if current in values else (current,))):
             gauge.add_metric([value], 1.0 if value == current else 0.0)
