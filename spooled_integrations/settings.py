@@ -221,6 +221,7 @@ _RUNTIME_MEANINGS = {
     "catch_up_interval": "Seconds between polling sweeps.",
     "catch_up_max_requests": "Job-list requests one sweep may make.",
     "checkpoint": "Where the dispatch position survives a restart.",
+    "health_file": "A file the listener rewrites with its status every second, for probes.",
 }
 
 _CONNECTION = [

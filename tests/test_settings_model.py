@@ -147,6 +147,7 @@ SAMPLES: dict[str, tuple[Sample, Sample]] = {
     "catch_up_interval": (Sample(1.5), Sample(2.5)),
     "catch_up_max_requests": (Sample(25), Sample(50)),
     "checkpoint": (Sample("redis://127.0.0.1:6379/15"), Sample("redis://127.0.0.1:6379/14")),
+    "health_file": (Sample("/tmp/spooled-health-a.json"), Sample("/run/spooled/health.json")),
 }
 """Two valid values per setting, A (never the default) and B (never A)."""
 
@@ -195,6 +196,7 @@ BAD: dict[str, Bad] = {
     "catch_up_interval": Bad(0, "0"),
     "catch_up_max_requests": Bad(0, "0"),
     "checkpoint": Bad(f"http://:{BAD_PASSWORD}@host/x", f"http://:{BAD_PASSWORD}@host/x"),
+    "health_file": Bad("/tmp/spooled-health/", "/tmp/spooled-health/"),
 }
 """A value every reader of each setting must refuse; URLs carry a password."""
 

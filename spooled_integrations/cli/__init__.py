@@ -1,4 +1,4 @@
-"""``spooled-integrations`` command line: listen, emulator, check, demo.
+"""``spooled-integrations`` command line: listen, emulator, check, health, demo.
 
 Each subcommand lives in its own module. Building the parser imports every one (each
 declares its own arguments); what a subcommand needs beyond the package itself
@@ -19,6 +19,10 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "listen": ("spooled_integrations.cli.listen", "print Spooled events as they arrive"),
     "emulator": ("spooled_integrations.cli.emulator", "run the local Spooled emulator"),
     "check": ("spooled_integrations.cli.check", "validate a subscription file"),
+    "health": (
+        "spooled_integrations.cli.health",
+        "exit 0 when the listener's health file says healthy, 1 when not (for probes)",
+    ),
     "demo": ("spooled_integrations.cli.demo", "run a Celery worker on the embedded emulator"),
 }
 

@@ -65,6 +65,7 @@ from spooled_integrations.runtime.dispatcher import (
     DrainReport,
     RetryPolicy,
 )
+from spooled_integrations.runtime.health_file import StatusFile, StatusWriter, check_health_file
 from spooled_integrations.runtime.metrics import Metrics
 from spooled_integrations.runtime.publisher import Publisher
 from spooled_integrations.runtime.router import Router
@@ -146,6 +147,9 @@ class RuntimeConfig(BaseModel):
     """Where the position survives a restart: a Redis URL or a file path (default: the
     coordination Redis when coordination is configured, else none; ``"off"``: none).
     Not in the repr: a Redis URL may hold a password."""
+    health_file: Annotated[str | None, AfterValidator(check_health_file)] = None
+    """A file the runtime rewrites with its status once a second while running and
+    removes on stop, for probes (``spooled-integrations health``); ``None``: none."""
 
     def __init__(self, **data: Any) -> None:
         if data.get("subscriptions") is not None:
@@ -252,6 +256,7 @@ class SpooledRuntime:
         self._ever_connected = False
         self._connected_since: datetime | None = None
         self._disconnected_at: datetime | None = None
+        self._health_writer: StatusWriter | None = None
 
     def __repr__(self) -> str:
         return (
@@ -315,6 +320,9 @@ class SpooledRuntime:
                 self.catch_up.start()
             client.start()
             self._started = True
+            if self.config.health_file:
+                self._health_writer = StatusWriter(StatusFile(self.config.health_file), self.status)
+                self._health_writer.start()
         logger.info(
             "Spooled runtime started (%s, %d subscription(s)); %s",
             self.config.transport,
@@ -335,6 +343,9 @@ class SpooledRuntime:
                 return self._stop_report
             client = self._client
             self._started = False
+            writer, self._health_writer = self._health_writer, None
+        if writer is not None:
+            writer.stop()  # removes the file: a stopping listener is not healthy
         if client is not None:
             # disconnect() aborts the socket, so it is quick even mid-backoff or stalled.
             client.disconnect(timeout=min(2.0, max(0.0, timeout) / 2))
