@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Literal, Protocol, TypeVar, overload
 
+from spooled_integrations._lograte import LogRate
 from spooled_integrations._redact import redact
 from spooled_integrations.client.auth import (
     LoginDeferred,
@@ -166,6 +167,7 @@ class BaseClient:
         self.filter = filter
         self.stats = ClientStats()
         self._log = options.effective_logger
+        self._bad_frames = LogRate(self._log, f"bad frames on the Spooled {self.transport} stream")
         problem = liveness_problem(self.transport, options.liveness_timeout)
         if problem:
             self._log.warning("Spooled %s: %s", self.transport, problem)
@@ -518,6 +520,7 @@ class BaseClient:
                 self._report_connection_error(exc, "connection lost")
         finally:
             self._deliver_batch()  # what the last read completed before it ended
+            self._bad_frames.flush(force=True)
             self._close(session)
             self.stats.connected_since = None
         healthy = (
@@ -587,8 +590,12 @@ class BaseClient:
         with self._errors_lock:  # the reader and a decode_frame() consumer may both count
             errors = self.stats.protocol_errors
             errors[exc.reason] = errors.get(exc.reason, 0) + 1
-        self._log.warning(
-            "Spooled %s: skipped a bad frame (%s): %s", self.transport, exc.reason, exc
+        self._bad_frames.warning(  # one line per 10 s, however many come
+            exc.reason,
+            "Spooled %s: skipped a bad frame (%s): %s",
+            self.transport,
+            exc.reason,
+            redact(str(exc), *self._tokens.secrets()),
         )
         self._emit_error(exc)
 
@@ -607,6 +614,8 @@ class BaseClient:
 
     def _deliver_batch(self) -> None:
         """Hand what the last read completed to the batch or frame handlers."""
+        if self._bad_frames.pending:
+            self._bad_frames.flush()
         batch, frames = self._batch, self._frames
         if batch:
             self._batch = []
