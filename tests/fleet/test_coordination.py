@@ -613,3 +613,23 @@ def test_receive_order_and_counts_are_per_node(
         assert mine == sorted(mine)
     counts = Counter(once_seqs(*(p for _, p in nodes)))
     assert set(counts.values()) == {1}
+
+
+def test_winning_a_free_lease_at_boot_is_info_a_takeover_is_a_warning(
+    emu: Emulator,
+    make_runtime: RuntimeFactory,
+    redis_url: str,
+    namespace: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="spooled_integrations.runtime.coordination")
+    first, _ = node(make_runtime, emu, lease(redis_url, namespace))
+    start_all(emu, first)
+    assert wait_until(lambda: role(first) == "leader")
+    second, _ = node(make_runtime, emu, lease(redis_url, namespace))
+    start_all(emu, second)
+    assert wait_until(lambda: role(second) == "standby")
+    first.stop(timeout=2)
+    assert wait_until(lambda: role(second) == "leader", 5)
+    won = [r for r in caplog.records if "is now the leader" in r.getMessage()]
+    assert [r.levelno for r in won] == [logging.INFO, logging.WARNING]

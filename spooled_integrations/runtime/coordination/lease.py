@@ -224,6 +224,7 @@ class LeaseCoordinator(Coordinator):
         self._dispatch_until = 0.0
         self._takeover: _Takeover | None = None
         self._holder: str | None = None
+        self._saw_other_holder = False  # leadership after that is a takeover: WARNING
         self._covered_until = 0.0  # events received before this have another live leader
         self._since: datetime | None = None
         self._renewals = 0
@@ -736,6 +737,8 @@ class LeaseCoordinator(Coordinator):
             return sent + self._poll_every
         if pttl < 0:  # a key without expiry (set by hand): trust it for a full TTL
             pttl = self._ttl_ms
+        if holder != self.token:
+            self._saw_other_holder = True
         was_leader = self._leader
         with self._lock:
             self._leader = self._active = self._paused = False
@@ -826,7 +829,8 @@ class LeaseCoordinator(Coordinator):
 
     def _announce(self, leader: bool, holder: str | None, reason: str) -> None:
         if leader:
-            logger.warning(
+            logger.log(  # winning a free lease at boot is routine; a takeover is news
+                logging.WARNING if self._saw_other_holder else logging.INFO,
                 "Spooled lease: this node (%s) is now the leader of namespace %r (%s)",
                 self.token,
                 self.config.namespace,
