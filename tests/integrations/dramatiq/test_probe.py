@@ -104,3 +104,37 @@ def test_probe_follows_the_fork_mode_listener(
     dead = health(path, "--liveness", "--max-age", "2")
     assert dead.returncode == 1
     assert dead.stdout.startswith(f"unhealthy: stale: pid {writer} last wrote it")
+
+
+def test_probe_follows_a_listener_taken_over(
+    emulator: Emulator,
+    run_dramatiq: Callable[..., DramatiqRun],
+    redis_env: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    """The fork dies; a worker process takes the listener over and writes the same file."""
+    path = tmp_path / "spooled-health.json"
+    env = {
+        **redis_env,
+        "SPOOLED_BASE_URL": emulator.base_url,
+        "SPOOLED_API_KEY": emulator.api_key,
+        "SPOOLED_HEALTH_FILE": str(path),
+    }
+    run = run_dramatiq("cli_app", env)
+    assert wait_health(path, "connected"), run.log_text()
+    fork = json.loads(path.read_text())["pid"]
+    os.kill(fork, signal.SIGKILL)  # the OOM killer, say
+
+    def taken_over() -> bool:
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return False
+        return record["pid"] not in (fork, run.pid) and record["health"] == "connected"
+
+    deadline = time.monotonic() + 30
+    while not taken_over() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert taken_over(), run.log_text()
+    assert "takes the listener over" in run.log_text()
+    assert health(path).returncode == 0
