@@ -5,13 +5,16 @@ from __future__ import annotations
 import socket
 import sys
 import urllib.request
+from datetime import datetime, timezone
 from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from spooled_integrations.runtime.prometheus import register, serve
+from spooled_integrations.protocol import normalize
+from spooled_integrations.runtime import Dispatcher, Router, SubscriptionSet
+from spooled_integrations.runtime.prometheus import AgeHistogram, register, serve
 from spooled_integrations.testing import Emulator
 
 from ..conftest import wait_until
@@ -109,3 +112,43 @@ def test_without_prometheus_client_the_error_names_the_extra(
     monkeypatch.setitem(sys.modules, "prometheus_client", None)  # as if not installed
     with pytest.raises(ImportError, match=r"spooled-integrations\[prometheus\]"):
         register(runtime, None)
+
+
+@pytest.mark.parametrize(
+    ("timestamp", "expected"),
+    [
+        ("2026-01-01T00:00:00Z", 10.0),
+        ("2026-01-01T00:00:00.5Z", 9.5),
+        ("2026-01-01T00:00:00.250000Z", 9.75),
+        ("2026-01-01T00:00:00.125000000Z", 9.875),
+        ("2026-01-01T02:00:00+02:00", 10.0),  # not the backend's form: the general parser
+        ("2026-01-01T00:00:20Z", 0.0),  # a server clock ahead of ours: never below 0
+    ],
+)
+def test_the_age_observed_is_the_wall_clock_minus_the_server_timestamp(
+    timestamp: str, expected: float
+) -> None:
+    now = datetime(2026, 1, 1, 0, 0, 10, tzinfo=timezone.utc).timestamp()
+    dispatcher = Dispatcher(Router(SubscriptionSet()), wall_clock=lambda: now)
+    ages: list[float] = []
+    dispatcher.age_observers = (ages.append,)
+    dispatcher.start()
+    frame = f'{{"type": "JobCompleted", "data": {{"job_id": "j", "timestamp": "{timestamp}"}}}}'
+    dispatcher.submit_many(normalize(frame.encode()))
+    dispatcher.submit_many(normalize(b'{"type": "JobCompleted", "data": {"job_id": "k"}}'))
+    dispatcher.stop(timeout=5)
+    assert dispatcher.metrics.get("dispatched") == 2
+    assert ages == [pytest.approx(expected)]  # the event without a timestamp has no age
+
+
+def test_the_histogram_counts_each_age_in_its_bucket() -> None:
+    ages = AgeHistogram((0.1, 1.0))
+    for age in (0.05, 0.1, 0.5, 1.0, 7.0):
+        ages.observe(age)
+    family = ages.family()
+    values = {(s.name, tuple(s.labels.items())): s.value for s in family.samples}
+    assert values[("spooled_event_age_seconds_bucket", (("le", "0.1"),))] == 2  # le: inclusive
+    assert values[("spooled_event_age_seconds_bucket", (("le", "1.0"),))] == 4
+    assert values[("spooled_event_age_seconds_bucket", (("le", "+Inf"),))] == 5
+    assert values[("spooled_event_age_seconds_count", ())] == 5
+    assert values[("spooled_event_age_seconds_sum", ())] == pytest.approx(8.65)
