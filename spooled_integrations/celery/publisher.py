@@ -5,6 +5,16 @@ target may live on other workers. The payload is plain JSON (the event as a dict
 its data), so any serializer, any language and any later version of this package can
 read it. A subscription's ``max_age`` becomes the message's ``expires``: a task that
 waited in the broker longer than the event is worth is discarded by Celery itself.
+
+Results are not stored: every message goes out with ``ignore_result=True`` unless the
+rule's ``options`` say ``ignore_result: false``. Nobody holds the id of a routed task
+to read its result, so stored results would only pile up in the result backend (one
+``celery-task-meta-*`` key per event, kept for ``result_expires``). The message option
+overrides the task's own ``ignore_result`` on the worker, as ``apply_async``'s does;
+the task's setting cannot be honoured instead, because Celery copies
+``task_ignore_result`` into every task that does not set it, so an explicit
+``ignore_result=False`` looks like the default. The task id is returned to the runtime
+(the ``event_published`` signal, ``last_published`` in status).
 """
 
 from __future__ import annotations
@@ -129,22 +139,26 @@ class CeleryPublisher(TargetPublisher):
 
     def send_options(self, subscription: Subscription, event: Event) -> dict[str, Any]:
         """The ``send_task`` keyword arguments for one routed event."""
-        options = dict(subscription.options)
+        options = {"ignore_result": True, **subscription.options}
         if subscription.max_age is not None and "expires" not in options:
             options["expires"] = _remaining(subscription.max_age, event)
         return options
 
-    def send(self, subscription: Subscription, name: str, payload: Any, event: Event) -> None:
+    def send(self, subscription: Subscription, name: str, payload: Any, event: Event) -> str:
+        """Send the task; returns its id (the task's ``self.request.id``)."""
         options = self.send_options(subscription, event)
         with fork_gate.publishing():  # a prefork child never inherits a half-done publish
             result = self.app.send_task(name, args=[payload], **options)
+        task_id: str = result.id
         logger.debug(
-            "sent %s for %s event (subscription %r, task id %s)",
+            "sent task %s[%s] for %s of job %s (subscription %r)",
             name,
+            task_id,
             event.type,
+            event.job_id,
             subscription.name,
-            result.id,
         )
+        return task_id
 
 
 def _remaining(max_age: float, event: Event) -> float:

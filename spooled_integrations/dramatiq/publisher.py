@@ -83,8 +83,8 @@ class DramatiqPublisher(TargetPublisher):
             )
         return problems
 
-    def send(self, subscription: Subscription, name: str, payload: Any, event: Event) -> None:
-        """Enqueue ``payload`` as the one argument of actor ``name``."""
+    def send(self, subscription: Subscription, name: str, payload: Any, event: Event) -> str:
+        """Enqueue ``payload`` as the one argument of actor ``name``; returns the message id."""
         options = dict(subscription.options)
         queue_name = None
         for key in _QUEUE_KEYS:
@@ -112,6 +112,7 @@ class DramatiqPublisher(TargetPublisher):
             queue_name,
             message.message_id,
         )
+        return message.message_id
 
     # -- validation helpers ----------------------------------------------------------
 

@@ -45,9 +45,19 @@ from spooled_integrations.runtime.coalesce import TWIN_TYPES, Coalescer, Ready
 from spooled_integrations.runtime.coordination.base import Coordinator, DispatchHooks
 from spooled_integrations.runtime.dedupe import DuplicateFilter
 from spooled_integrations.runtime.metrics import Metrics
-from spooled_integrations.runtime.publisher import Publisher, RetryPolicy, publish_with_retry
+from spooled_integrations.runtime.publisher import (
+    LastPublished,
+    Publisher,
+    RetryPolicy,
+    publish_with_retry,
+)
 from spooled_integrations.runtime.router import Router
-from spooled_integrations.runtime.signals import event_dropped, send_event, send_isolated
+from spooled_integrations.runtime.signals import (
+    event_dropped,
+    event_published,
+    send_event,
+    send_isolated,
+)
 from spooled_integrations.runtime.subscriptions import Subscription
 
 __all__ = ["DEFAULT_QUEUE_SIZE", "Batch", "Dispatcher", "DrainReport", "RetryPolicy"]
@@ -86,7 +96,8 @@ class DrainReport:
 class Dispatcher:
     """Bounded queue + one dispatch thread (see the module docstring).
 
-    ``signal_sender`` is the sender of :data:`event_dropped` (the runtime passes
+    ``signal_sender`` is the sender of :data:`event_dropped` and
+    :data:`~spooled_integrations.runtime.signals.event_published` (the runtime passes
     itself). ``wall_clock`` (seconds since the epoch) judges event age; inject it in
     tests. ``coalesce_window`` (seconds; 0, the default here, turns it off) is how long
     the first form of a transition waits for its twin (step 2).
@@ -149,6 +160,7 @@ class Dispatcher:
         self._coalescer = Coalescer(coalesce_window, self.metrics) if coalesce_window > 0 else None
         self._last_done: tuple[float, Event | None] = (time.monotonic(), None)
         self._counts: dict[str, int] = {}  # the dispatch thread's metrics table (see _run)
+        self.last_published = LastPublished()
         self.age_observers: tuple[Callable[[float], None], ...] = ()
         """Called with each dispatched event's age in seconds (server timestamp to
         dispatch, never below 0), on the dispatch thread: a metrics histogram. Empty
@@ -595,6 +607,16 @@ class Dispatcher:
         )
         if outcome.published:
             self.metrics.incr("published")
+            self.last_published.record(subscription, event, outcome.message_id)
+            send_isolated(
+                event_published,
+                self._sender,
+                event=event,
+                subscription=subscription,
+                target=subscription.target,
+                message_id=outcome.message_id,
+                attempts=outcome.attempts,
+            )
         elif not outcome.abandoned:  # abandoned: stop() gave up on us; counted as left there
             logger.error(
                 "publishing %s to %s failed after %d attempt(s) in %.1fs: %s",

@@ -6,8 +6,11 @@ module subclasses :class:`TargetPublisher`, which serves one registered target k
 (:mod:`~spooled_integrations.runtime.targets`): the Celery module with
 ``app.send_task``, the Dramatiq module with ``broker.enqueue``. Every publisher's
 failures are retried the same way, by :func:`publish_with_retry` under a
-:class:`RetryPolicy`. :class:`RecordingPublisher` records instead, for this package's
-tests and for users' tests of their subscription files.
+:class:`RetryPolicy`. A publish returns the id of the message it sent (a Celery task
+id, a Dramatiq message id) so operators can find the task of an event:
+:class:`LastPublished` keeps the last one per rule for status.
+:class:`RecordingPublisher` records instead, for this package's tests and for users'
+tests of their subscription files.
 """
 
 from __future__ import annotations
@@ -23,10 +26,12 @@ from spooled_integrations._redact import redact
 from spooled_integrations.client.backoff import BackoffPolicy
 from spooled_integrations.errors import PublishError
 from spooled_integrations.protocol import Event
+from spooled_integrations.protocol.timestamps import format_optional
 from spooled_integrations.runtime.subscriptions import Subscription, position
 from spooled_integrations.runtime.targets import target_kind
 
 __all__ = [
+    "LastPublished",
     "PublishOutcome",
     "PublishedCall",
     "Publisher",
@@ -46,15 +51,16 @@ class Publisher(Protocol):
     as text that starts with the rule's position
     (:func:`~spooled_integrations.runtime.subscriptions.position`). ``publish`` runs on the
     dispatch thread; it raises on failure (any exception) and the runtime retries
-    with backoff inside its budget. It must not block for long: a slow broker delays
-    every later event.
+    with backoff inside its budget; it returns the id of the message it sent, or
+    ``None`` when it has none. It must not block for long: a slow broker delays every
+    later event.
     """
 
     name: str
 
     def validate(self, subscriptions: Sequence[Subscription]) -> list[str]: ...
 
-    def publish(self, subscription: Subscription, payload: Any, event: Event) -> None: ...
+    def publish(self, subscription: Subscription, payload: Any, event: Event) -> str | None: ...
 
 
 class TargetPublisher(ABC):
@@ -75,8 +81,9 @@ class TargetPublisher(ABC):
         return []
 
     @abstractmethod
-    def send(self, subscription: Subscription, name: str, payload: Any, event: Event) -> None:
-        """Hand ``payload`` to target ``name``; raise on failure (it is retried)."""
+    def send(self, subscription: Subscription, name: str, payload: Any, event: Event) -> str | None:
+        """Hand ``payload`` to target ``name`` and return the message id (``None``: no id);
+        raise on failure (it is retried)."""
 
     def problems(self, subscription: Subscription) -> list[str]:
         """Problems of one rule, each ``"<field>: <message>"`` (none for signal-only)."""
@@ -94,14 +101,14 @@ class TargetPublisher(ABC):
             for problem in self.problems(sub)
         ]
 
-    def publish(self, subscription: Subscription, payload: Any, event: Event) -> None:
+    def publish(self, subscription: Subscription, payload: Any, event: Event) -> str | None:
         name = subscription.target_name
         if subscription.target_kind != self.kind or name is None:
             raise PublishError(
                 f"the {self.name} publisher sends to {self.kind} targets, not to "
                 f"{subscription.target or 'signal receivers'}"
             )
-        self.send(subscription, name, payload, event)
+        return self.send(subscription, name, payload, event)
 
     def _foreign(self, kind: str, name: str) -> str:
         mine, theirs = target_kind(self.kind), target_kind(kind)
@@ -153,6 +160,8 @@ class PublishOutcome:
     error: str | None = None
     abandoned: bool = False
     """The ``wait`` between attempts returned true (the dispatcher is giving up)."""
+    message_id: str | None = None
+    """The id of the message sent (a Celery task id, a Dramatiq message id), if any."""
 
     @property
     def published(self) -> bool:
@@ -179,7 +188,7 @@ def publish_with_retry(
     while True:
         attempt += 1
         try:
-            publisher.publish(subscription, payload, event)
+            sent = publisher.publish(subscription, payload, event)
         except Exception as exc:
             error = redact(f"{type(exc).__name__}: {exc}")
             delay = policy.delay(attempt)
@@ -191,7 +200,37 @@ def publish_with_retry(
             if wait(delay):
                 return PublishOutcome(attempt, time.monotonic() - started, error, abandoned=True)
         else:
-            return PublishOutcome(attempt, time.monotonic() - started)
+            message_id = sent if isinstance(sent, str) else None
+            return PublishOutcome(attempt, time.monotonic() - started, message_id=message_id)
+
+
+class LastPublished:
+    """The last message published for each rule: where an operator finds the task (or
+    actor message) that an event became. Keyed by rule name (its target when unnamed).
+    Written on the dispatch thread, read by ``status()``."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_rule: dict[str, dict[str, Any]] = {}
+
+    def record(self, subscription: Subscription, event: Event, message_id: str | None) -> None:
+        entry = {
+            "target": subscription.target,
+            "message_id": message_id,
+            "event": event.type,
+            "job_id": event.job_id,
+            "at": time.time(),
+        }
+        with self._lock:
+            self._by_rule[subscription.name or subscription.target or "signals"] = entry
+
+    def snapshot(self) -> dict[str, dict[str, Any]]:
+        """Rule -> ``{target, message_id, event, job_id, at}`` (``at``: UTC, RFC 3339)."""
+        with self._lock:
+            entries = {rule: dict(entry) for rule, entry in self._by_rule.items()}
+        for entry in entries.values():
+            entry["at"] = format_optional(entry["at"])
+        return entries
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,7 +289,8 @@ class RecordingPublisher:
                 problems.append(f"{position(index, sub.name)}: unknown target {target!r}")
         return problems
 
-    def publish(self, subscription: Subscription, payload: Any, event: Event) -> None:
+    def publish(self, subscription: Subscription, payload: Any, event: Event) -> str:
+        """Record the call; its message id is ``recorded-<n>`` (n from 1)."""
         with self._cond:
             self.attempts += 1
             if self._fail_times > 0:
@@ -259,6 +299,7 @@ class RecordingPublisher:
                 raise self._error()
             self.calls.append(PublishedCall(subscription, payload, event))
             self._cond.notify_all()
+            return f"recorded-{len(self.calls)}"
 
     def wait_for(self, count: int, timeout: float = 5.0) -> bool:
         """Block until at least ``count`` calls were recorded; False on timeout."""

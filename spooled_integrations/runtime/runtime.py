@@ -414,6 +414,7 @@ class SpooledRuntime:
             "queue_depth": self._dispatcher.depth,
             "queue_size": self.config.queue_size,
             "subscriptions": len(self.config.subscriptions),
+            "last_published": self._dispatcher.last_published.snapshot(),
             "coordination": self._coordination_status(),
             "catch_up": self.catch_up.status() if self.catch_up is not None else None,
         }

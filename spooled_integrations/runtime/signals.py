@@ -37,6 +37,10 @@ Operational signals (sender in brackets):
   with fleet coordination ``coordination_unavailable``, ``takeover_window``,
   ``claim_holder_lost``),
   ``detail=`` (a short human-readable string).
+- :data:`event_published` [dispatcher]: a rule's message was handed to its task or
+  actor: ``event=``, ``subscription=``, ``target=`` (``task:<name>``/``actor:<name>``),
+  ``message_id=`` (the Celery task id -- what the task sees as ``self.request.id`` --
+  or the Dramatiq message id; ``None`` when the publisher has none), ``attempts=``.
 - :data:`stream_gap` [runtime]: ``disconnected_at=``, ``reconnected_at=`` (aware UTC
   datetimes); events published in between may have been missed.
 - :data:`caught_up` [runtime]: a catch-up sweep's events were dispatched: ``kind=``
@@ -49,7 +53,7 @@ Operational signals (sender in brackets):
   dispatches ``delivery="once"`` rules; also ``holder=`` (the lease holder's token or
   ``None``), ``node=`` (this node's token), ``reason=``.
 
-Threads: ``spooled_signal`` runs on the dispatch thread; ``leadership_changed`` on the
+Threads: ``spooled_signal`` and ``event_published`` run on the dispatch thread; ``leadership_changed`` on the
 lease thread (or the thread calling ``stop()``). ``connection_state_changed``
 and ``stream_gap`` run on the client's reader thread (or the thread calling
 ``stop()``), as does ``event_dropped`` for ``overflow`` -- the reader is the one that
@@ -77,6 +81,7 @@ __all__ = [
     "caught_up",
     "connection_state_changed",
     "event_dropped",
+    "event_published",
     "leadership_changed",
     "receiver_failed",
     "send_isolated",
@@ -214,6 +219,11 @@ receiver_failed = NamedSignal(
 event_dropped = NamedSignal(
     "spooled.event_dropped",
     doc="An event was not dispatched; sender = dispatcher, kwargs event=, reason=, detail=.",
+)
+event_published = NamedSignal(
+    "spooled.event_published",
+    doc="A rule's message was handed to its task or actor; sender = dispatcher, kwargs "
+    "event=, subscription=, target=, message_id=, attempts=.",
 )
 stream_gap = NamedSignal(
     "spooled.stream_gap",

@@ -432,14 +432,14 @@ def format_timestamp_ago(seconds: float) -> str:
 def test_max_age_becomes_expires_counted_from_the_event_time() -> None:
     publisher = CeleryPublisher(make_app())
     sub = Subscription(events=["job.completed"], task="app.on_done", max_age=60)
-    assert publisher.send_options(sub, _event(None)) == {"expires": 60}
+    assert publisher.send_options(sub, _event(None)) == {"ignore_result": True, "expires": 60}
     expires = publisher.send_options(sub, _event(20))["expires"]
     assert 39 < expires <= 40.5
     assert publisher.send_options(sub, _event(600))["expires"] == pytest.approx(0.001)
     explicit = Subscription(
         events=["job.completed"], task="app.on_done", max_age=60, options={"expires": 5}
     )
-    assert publisher.send_options(explicit, _event(1)) == {"expires": 5}
+    assert publisher.send_options(explicit, _event(1)) == {"ignore_result": True, "expires": 5}
 
 
 def test_publish_uses_send_task_with_the_payload_as_only_argument() -> None:
@@ -458,9 +458,14 @@ def test_publish_uses_send_task_with_the_payload_as_only_argument() -> None:
         events=["job.completed"], task="app.on_done", options={"queue": "q", "priority": 5}
     )
     started = time.monotonic()
-    CeleryPublisher(app).publish(sub, {"a": 1}, _event(None))
+    assert CeleryPublisher(app).publish(sub, {"a": 1}, _event(None)) == "task-id"
     assert time.monotonic() - started < 1
-    assert calls == [("app.on_done", {"args": [{"a": 1}], "queue": "q", "priority": 5})]
+    assert calls == [
+        (
+            "app.on_done",
+            {"args": [{"a": 1}], "ignore_result": True, "queue": "q", "priority": 5},
+        )
+    ]
 
 
 @pytest.mark.parametrize(

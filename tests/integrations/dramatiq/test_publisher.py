@@ -124,8 +124,9 @@ def test_priority_without_a_priority_broker_warns(
 def test_event_payload_goes_to_the_actors_queue_as_plain_json(broker: StubBroker) -> None:
     event = failed_event()
     subscription = sub()
-    DramatiqPublisher(broker).publish(subscription, subscription.build_payload(event), event)
+    sent = DramatiqPublisher(broker).publish(subscription, subscription.build_payload(event), event)
     message = only_message(broker, "failures")
+    assert sent == message.message_id  # what event_published and status report
     assert message.actor_name == "on_failed"
     assert message.kwargs == {}
     [payload] = message.args
