@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable, Mapping
 
-__all__ = ["closest", "did_you_mean"]
+__all__ = ["by_meaning", "closest", "did_you_mean"]
 
 
 def closest(
@@ -28,3 +29,12 @@ def did_you_mean(
     """``" (did you mean 'x'?)"`` for the known name closest to ``name``, else ``""``."""
     found = closest(name, known, cutoff=cutoff)
     return f" (did you mean {found!r}?)" if found is not None else ""
+
+
+def by_meaning(name: str, meaning: Mapping[str, str]) -> str | None:
+    """The name ``name`` means, for names that say a thing in other words (``done`` for
+    ``completed``): ``meaning`` looked up by its last word (``job.done``,
+    ``JobDone``, ``job_done`` → ``done``), lowercased."""
+    spaced = re.sub(r"(?<=[a-z])(?=[A-Z])", ".", name)  # JobDone -> Job.Done
+    words = spaced.lower().replace("-", ".").replace("_", ".").split(".")
+    return meaning.get(words[-1]) if words else None

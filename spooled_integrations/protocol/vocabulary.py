@@ -12,6 +12,7 @@ from __future__ import annotations
 import enum
 
 __all__ = [
+    "EVENT_SYNONYMS",
     "LIFECYCLE_BY_STATUS",
     "LIFECYCLE_TYPES",
     "TERMINAL_STATUSES",
@@ -149,3 +150,21 @@ LIFECYCLE_BY_STATUS: dict[str, EventType] = {
 }
 """``new_status`` → lifecycle event. ``pending``/``scheduled`` mean ``job.retrying`` only
 after ``processing`` or ``failed`` (see :func:`spooled_integrations.protocol.derive_lifecycle`)."""
+
+
+def _synonyms() -> dict[str, str]:
+    words = {
+        "job.completed": "done finished finish complete success succeeded successful ok end "
+        "ended succeed completion",
+        "job.failed": "fail failure errored error crashed crash broken",
+        "job.started": "start begin began begun running run processing",
+        "job.retrying": "retry retried retrying",
+        "job.cancelled": "cancel canceled cancelled abort aborted",
+        "job.created": "create new queued enqueued submitted added",
+    }
+    return {word: name for name, text in words.items() for word in text.split()}
+
+
+EVENT_SYNONYMS: dict[str, str] = _synonyms()
+"""Words people write for a job event, by meaning (``job.done`` means ``job.completed``),
+for "did you mean" hints."""

@@ -43,9 +43,10 @@ from pydantic import (
 )
 
 from spooled_integrations._problems import shown_value
-from spooled_integrations._suggest import did_you_mean
+from spooled_integrations._suggest import by_meaning, did_you_mean
 from spooled_integrations.errors import ConfigurationError, SubscriptionError
 from spooled_integrations.protocol import Event, EventType, resolve, wire_dotted_name, wire_variant
+from spooled_integrations.protocol.vocabulary import EVENT_SYNONYMS
 from spooled_integrations.runtime.targets import target_kind, target_kinds
 
 __all__ = [
@@ -130,6 +131,11 @@ def expand_events(names: Iterable[str]) -> tuple[frozenset[str], bool, list[str]
 
 
 def _suggest(name: str) -> str:
+    """By meaning for job-like names (``job.done``, ``JobDone``), else by spelling."""
+    job_like = name.lower().startswith("job") or "." not in name
+    meant = by_meaning(name, EVENT_SYNONYMS) if job_like else None
+    if meant is not None:
+        return f" (did you mean {meant!r}?)"
     return did_you_mean(name.lower(), {k: v.value for k, v in _SPELLINGS.items()})
 
 

@@ -305,3 +305,25 @@ def test_empty_yaml_file_is_an_empty_set(tmp_path: Path):
 def test_wrong_shapes_raise_configuration_error(source):
     with pytest.raises(ConfigurationError):
         load_subscriptions(source)
+
+
+@pytest.mark.parametrize(
+    ("written", "meant"),
+    [
+        ("job.done", "job.completed"),
+        ("JobDone", "job.completed"),
+        ("job_finished", "job.completed"),
+        ("job.success", "job.completed"),
+        ("job.error", "job.failed"),
+        ("job.begin", "job.started"),
+        ("job.aborted", "job.cancelled"),
+        ("done", "job.completed"),
+        ("job.retried", "job.retrying"),
+        ("job.complete", "job.completed"),  # spelling still works
+        ("job.progres", "job.progress"),
+    ],
+)
+def test_an_unknown_event_is_matched_by_meaning_before_spelling(written: str, meant: str) -> None:
+    with pytest.raises(SubscriptionError) as info:
+        load_subscriptions([{"events": [written]}])
+    assert f"unknown event {written!r} (did you mean {meant!r}?)" in str(info.value)
