@@ -6,6 +6,7 @@ import socket
 import sys
 import urllib.request
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -152,3 +153,18 @@ def test_the_histogram_counts_each_age_in_its_bucket() -> None:
     assert values[("spooled_event_age_seconds_bucket", (("le", "+Inf"),))] == 5
     assert values[("spooled_event_age_seconds_count", ())] == 5
     assert values[("spooled_event_age_seconds_sum", ())] == pytest.approx(8.65)
+
+
+def test_every_metric_is_in_the_operations_table(
+    spooled_emulator: Emulator, make_runtime: Any
+) -> None:
+    page = (Path(__file__).parents[2] / "docs" / "operations.md").read_text(encoding="utf-8")
+    section = page.split("## Prometheus", 1)[1].split("\n## ", 1)[0]
+    collector = register(make_runtime(spooled_emulator), CollectorRegistry())
+    names = [
+        family.name + ("_total" if family.type == "counter" else "")
+        for family in collector.describe()
+    ]
+    assert len(names) > 20
+    missing = [name for name in names if f"`{name}" not in section]
+    assert not missing, f"metrics missing from the Prometheus table of operations.md: {missing}"
