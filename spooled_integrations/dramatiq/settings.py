@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -202,6 +203,8 @@ def settings_and_problems(
                 f"unknown Spooled Dramatiq setting {name!r}{did_you_mean(name, _ARGUMENTS)}"
             )
     env = os.environ if environ is None else environ
+    if source is None:
+        source = _django_settings()
     layers = _Layers()
     if not isinstance(source, DramatiqSettings):
         for variable, name in _BY_VARIABLE.items():
@@ -292,6 +295,23 @@ def _passwords(layers: _Layers) -> list[str]:
     if checkpoint is not None and isinstance(runtime, dict):
         runtime["checkpoint"] = checkpoint
     return [f"{origins.get(name, name)}: {message}" for name, message in problems]
+
+
+def _django_settings() -> Any:
+    """``django.conf.settings`` when Django is loaded and configured, else ``None``.
+
+    django-dramatiq builds every middleware from its dotted path with no arguments, so
+    without this the ``SPOOLED_*`` settings of settings.py would be ignored. Django is
+    never imported here: a process that has not loaded it does not use it.
+    """
+    conf = sys.modules.get("django.conf")
+    if conf is None:
+        return None
+    try:
+        settings = conf.settings
+        return settings if settings.configured else None
+    except Exception:  # a half-set-up Django: the environment and arguments still work
+        return None
 
 
 def _read_source(source: Any, layers: _Layers) -> None:

@@ -464,7 +464,8 @@ def load_subscriptions(source: Any) -> SubscriptionSet:
 
     ``source`` is a :class:`SubscriptionSet` (returned as is), a sequence of dicts
     and/or :class:`Subscription` objects, a mapping with a ``subscription`` list (a
-    parsed file), or a path to a ``.toml`` / ``.yaml`` / ``.yml`` file.
+    parsed file), JSON text of such a list, or a path to a ``.toml`` / ``.yaml`` /
+    ``.yml`` file.
     Raises :class:`SubscriptionError` (every problem, with positions) or
     :class:`ConfigurationError` (unreadable file, wrong shape).
     """
@@ -474,6 +475,16 @@ def load_subscriptions(source: Any) -> SubscriptionSet:
     if problems:
         raise SubscriptionError(problems)
     return SubscriptionSet([sub for _, sub in rules])
+
+
+def _json_text(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigurationError(
+            f"subscriptions: the text starts like JSON but is not ({exc.msg} at line "
+            f"{exc.lineno}, column {exc.colno}); give a JSON list of rules or a file path"
+        ) from None
 
 
 def parse_subscriptions(source: Any) -> tuple[list[tuple[int, Subscription]], list[str]]:
@@ -486,7 +497,9 @@ def parse_subscriptions(source: Any) -> tuple[list[tuple[int, Subscription]], li
     """
     if isinstance(source, SubscriptionSet):
         return list(enumerate(source)), []
-    if isinstance(source, (str, os.PathLike)):
+    if isinstance(source, str) and source.lstrip()[:1] in ("[", "{"):
+        source = _json_text(source)  # a settings value holding the rules themselves
+    elif isinstance(source, (str, os.PathLike)):
         source = _read_file(Path(source))
     if isinstance(source, Mapping):
         source = _unwrap_document(source)

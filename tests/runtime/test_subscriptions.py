@@ -327,3 +327,10 @@ def test_an_unknown_event_is_matched_by_meaning_before_spelling(written: str, me
     with pytest.raises(SubscriptionError) as info:
         load_subscriptions([{"events": [written]}])
     assert f"unknown event {written!r} (did you mean {meant!r}?)" in str(info.value)
+
+
+def test_subscriptions_given_as_json_text_are_the_rules_not_a_file_name() -> None:
+    rules = load_subscriptions('  [{"events": ["job.completed"], "queue": "emails"}]')
+    assert [s.queue for s in rules] == ["emails"]
+    with pytest.raises(ConfigurationError, match="starts like JSON but is not"):
+        load_subscriptions('[{"events": ["job.completed"],}]')

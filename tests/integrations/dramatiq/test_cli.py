@@ -259,3 +259,25 @@ def test_a_killed_listener_fork_is_replaced_by_one_worker(
     assert sorted(r["event"]["data"]["job_id"] for r in records) == sorted(expected), log
     assert_clean_stop(run)
     assert emulator.connections_current("ws") == 0
+
+
+@pytest.mark.redis
+def test_django_dramatiq_reads_spooled_settings_from_django(
+    emulator: Emulator, run_dramatiq: RunDramatiq, redis_broker: dict[str, str]
+) -> None:
+    """django-dramatiq builds ``SpooledMiddleware`` from its dotted path with no
+    arguments; the ``SPOOLED_*`` settings of settings.py (subscriptions as JSON text)
+    must still reach it."""
+    pytest.importorskip("django_dramatiq")
+    env = {
+        "DJANGO_TEST_BROKER_URL": redis_broker["SPOOLED_TEST_BROKER_URL"],
+        "DJANGO_TEST_BASE_URL": emulator.base_url,
+        "DJANGO_TEST_API_KEY": emulator.api_key,
+        "SPOOLED_TEST_QUEUE": redis_broker["SPOOLED_TEST_QUEUE"],
+    }
+    run = run_dramatiq("django_tasks", env)
+    assert emulator.wait_for_connections(1, timeout=BOOT_TIMEOUT), run.log_text()
+    emulator.publish("job.completed", job_id="dj-1", queue_name="emails", duration_ms=5)
+    records = run.wait_records(1, timeout=30)
+    assert [r["event"]["data"]["job_id"] for r in records] == ["dj-1"], run.log_text()
+    assert_clean_stop(run)
