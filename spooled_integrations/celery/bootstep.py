@@ -139,6 +139,9 @@ class SpooledStep(bootsteps.StartStopStep):
         """In a forked child: forget the runtime without touching it (see forksafety)."""
         runtime, self.runtime = self.runtime, None
         self.disarmed = True
+        metrics, self._metrics = self._metrics, None
+        if metrics is not None:
+            metrics.forget()  # the child's copy of the endpoint's socket
         return runtime
 
     def _owned(self) -> bool:

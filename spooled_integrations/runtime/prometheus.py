@@ -304,6 +304,13 @@ class MetricsServer:
         server.server_close()
         self._thread.join(timeout=5.0)
 
+    def forget(self) -> None:
+        """In a forked child: close this process's copy of the listening socket, so
+        that only the parent holds the port (the serving thread is the parent's)."""
+        server, self._server = self._server, None
+        if server is not None:
+            server.socket.close()
+
     def __repr__(self) -> str:
         return f"MetricsServer(port={self.port}, serving={self._server is not None})"
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import socket
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -106,3 +109,56 @@ def test_a_bad_port_stops_the_worker_at_boot(
     worker = start_worker(redis_url, emulator, spooled_metrics_port="http")
     assert worker.proc.wait(30) != 0
     assert "spooled_metrics_port: expected a port from 1 to 65535, got 'http'" in worker.output()
+
+
+def _listening_inode(port: int) -> str:
+    """The inode of the socket listening on ``port`` (``/proc/net/tcp``, state 0A)."""
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[1].split(":")[1], 16) == port and fields[3] == "0A":
+            return fields[9]
+    raise AssertionError(f"nothing listens on port {port}")
+
+
+def _sockets(pid: int) -> set[str]:
+    found = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                found.add(target[8:-1])
+    return found
+
+
+def _children(pid: int) -> list[int]:
+    return [
+        int(child)
+        for task in Path(f"/proc/{pid}/task").iterdir()
+        for child in (task / "children").read_text().split()
+    ]
+
+
+@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads Linux's /proc")
+def test_prefork_children_forked_later_do_not_hold_the_endpoint_socket(
+    redis_url: str, emulator: Emulator, start_worker: Callable[..., Any]
+) -> None:
+    port = free_port()
+    worker = start_worker(
+        redis_url,
+        emulator,
+        pool="prefork",
+        concurrency=2,
+        args=("--max-tasks-per-child", "1"),
+        spooled_metrics_port=port,
+    )
+    assert emulator.wait_for_connections(1, transport="ws", timeout=20), worker.output()
+    for i in range(3):
+        emulator.publish("job.completed", job_id=f"job-{i}", queue_name="emails", duration_ms=i)
+    worker.wait_records(3)  # each child ran one task and was replaced by a fresh fork
+    scrape_until(port, lambda v: v[("spooled_events_published_total", ())] == 3)
+    inode = _listening_inode(port)
+    assert inode in _sockets(worker.proc.pid)
+    children = _children(worker.proc.pid)
+    assert children, "the prefork pool has no children"
+    held = [child for child in children if inode in _sockets(child)]
+    assert not held, f"children {held} hold the metrics endpoint's socket"
