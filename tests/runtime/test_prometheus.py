@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import sys
 import urllib.request
+import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from spooled_integrations.protocol import normalize
-from spooled_integrations.runtime import Dispatcher, Router, SubscriptionSet
+from spooled_integrations.runtime import Dispatcher, RecordingPublisher, Router, SubscriptionSet
 from spooled_integrations.runtime.prometheus import AgeHistogram, register, serve
 from spooled_integrations.testing import Emulator
 
@@ -168,3 +169,34 @@ def test_every_metric_is_in_the_operations_table(
     assert len(names) > 20
     missing = [name for name in names if f"`{name}" not in section]
     assert not missing, f"metrics missing from the Prometheus table of operations.md: {missing}"
+
+
+@pytest.mark.redis
+def test_lease_leadership_is_a_gauge_per_node(
+    spooled_emulator: Emulator, make_runtime: Any, redis_url: str
+) -> None:
+    coordination = {
+        "strategy": "lease",
+        "redis_url": redis_url,
+        "namespace": f"t{uuid.uuid4().hex[:10]}",
+    }
+    once = [{"events": ["job.completed"], "queue": "q", "task": "t", "delivery": "once"}]
+    nodes = []
+    for transport in ("ws", "sse"):
+        runtime = make_runtime(
+            spooled_emulator,
+            RecordingPublisher(),
+            subscriptions=once,
+            coordination=coordination,
+            transport=transport,
+        )
+        registry = CollectorRegistry()
+        register(runtime, registry)
+        runtime.start()
+        nodes.append((runtime, registry))
+    leader, standby = nodes
+    assert wait_until(lambda: leader[0].status()["coordination"]["role"] == "leader", 10)
+    assert wait_until(lambda: standby[0].status()["coordination"]["available"] is True, 10)
+    assert scrape(leader[1])[("spooled_lease_leader", ())] == 1.0
+    assert scrape(standby[1])[("spooled_lease_leader", ())] == 0.0
+    assert scrape(standby[1])[("spooled_coordination_available", ())] == 1.0
