@@ -7,6 +7,9 @@ that middleware serves from.
 
 from __future__ import annotations
 
+import os
+import re
+import signal
 import socket
 import time
 import urllib.error
@@ -166,3 +169,36 @@ def test_every_process_listeners_each_show_their_health_and_sum_their_counts(
     assert healthy == [1.0, 1.0], values  # one series per listening process
     pids = {dict(labels).get("pid") for (name, labels) in values if name == "spooled_health"}
     assert len(pids) == 2, values
+
+
+def test_a_worker_that_takes_over_a_killed_fork_keeps_the_metrics_going(
+    emulator: Emulator, metrics_env: dict[str, str], run_dramatiq: Callable[..., DramatiqRun]
+) -> None:
+    run = run_dramatiq("metrics_app", metrics_env)
+    port = int(metrics_env["dramatiq_prom_port"])
+    assert emulator.wait_for_connections(1, timeout=BOOT_TIMEOUT), run.log_text()
+    publish(emulator)
+    scrape_until(port, lambda v: v[("spooled_events_dispatched_total", ())] == EVENTS + 1, run)
+    found = re.search(r"Spooled listener started in pid (\d+) \(mode=fork", run.log_text())
+    assert found, run.log_text()
+    os.kill(int(found.group(1)), signal.SIGKILL)
+    deadline = time.monotonic() + 15
+    while emulator.connections_accepted("ws") < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert emulator.connections_accepted("ws") == 2, run.log_text()
+
+    published_at = time.time()
+    publish(emulator)
+    # The dead fork's counts stay in the sums; the new listener's gauges replace its own.
+    values = scrape_until(
+        port,
+        lambda v: (
+            v[("spooled_events_dispatched_total", ())] == 2 * (EVENTS + 1)
+            and v[("spooled_health", (("health", "connected"),))] == 1
+        ),
+        run,
+    )
+    assert values[("spooled_events_published_total", ())] == 2 * EVENTS
+    assert values[("spooled_running", ())] == 1
+    # Written by the new listener: the dead fork's value was older.
+    assert values[("spooled_last_event_timestamp_seconds", ())] >= published_at
