@@ -19,7 +19,8 @@ from dramatiq.middleware.prometheus import Prometheus
 from spooled_integrations.dramatiq import SpooledMiddleware
 
 broker = RedisBroker(url=os.environ["SPOOLED_TEST_BROKER_URL"])
-broker.add_middleware(Prometheus())
+if not any(isinstance(m, Prometheus) for m in broker.middleware):  # Dramatiq 1.x: a default
+    broker.add_middleware(Prometheus())
 broker.add_middleware(SpooledMiddleware())
 dramatiq.set_broker(broker)
 
