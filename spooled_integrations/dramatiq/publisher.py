@@ -46,6 +46,8 @@ _OWN_KEYS = frozenset({*_QUEUE_KEYS, "delay", "priority"})
 # Read from message.options by a broker itself rather than by a middleware.
 _BROKER_OPTIONS = frozenset({"broker_priority"})
 _MAX_PRIORITY = 255
+_ACTOR_ONLY = frozenset({"retry_when", "throws"})
+"""Actor options a message cannot carry (callables and exception classes)."""
 
 
 class DramatiqPublisher(TargetPublisher):
@@ -132,10 +134,9 @@ class DramatiqPublisher(TargetPublisher):
             problems.extend(self._priority_problems(options))
         known = set(self.broker.actor_options) | _BROKER_OPTIONS
         for key in sorted(set(options) - _OWN_KEYS - known):
-            problems.append(
-                f".{key}: no middleware on this broker reads this message option "
-                f"(known: {', '.join(sorted(known | _OWN_KEYS))})"
-            )
+            usable = (known | _OWN_KEYS) - _ACTOR_ONLY
+            hint = did_you_mean(key, usable) or f" (message options: {', '.join(sorted(usable))})"
+            problems.append(f".{key}: no middleware on this broker reads this message option{hint}")
         for key in ("on_success", "on_failure"):
             name = options.get(key)
             if isinstance(name, str) and name not in actors:

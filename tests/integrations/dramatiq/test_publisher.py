@@ -186,3 +186,12 @@ def test_an_age_limited_message_is_skipped_by_the_worker(broker: StubBroker) -> 
     finally:
         worker.stop()
     assert ran == [{"n": 2}]
+
+
+def test_a_misspelt_option_gets_its_suggestion_not_the_whole_list(broker: StubBroker) -> None:
+    (typo,) = DramatiqPublisher(broker).validate([sub(options={"max_retires": 3})])
+    assert typo.endswith("this message option (did you mean 'max_retries'?)"), typo
+    (far,) = DramatiqPublisher(broker).validate([sub(options={"zzz": 1})])
+    listed = far.split("message options: ")[1]
+    assert "max_retries" in listed and "delay" in listed
+    assert "retry_when" not in listed and "throws" not in listed  # a message cannot carry them
