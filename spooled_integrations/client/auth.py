@@ -27,7 +27,7 @@ from spooled_integrations.client._quiet import quiet_requests
 from spooled_integrations.client.backoff import BackoffPolicy
 from spooled_integrations.client.errors import error_for_status
 from spooled_integrations.client.options import ConnectionOptions
-from spooled_integrations.client.proxy import http_transport, proxy_refused, via
+from spooled_integrations.client.proxy import http_failure, http_transport, proxy_refused
 from spooled_integrations.client.token_cache import (
     RedisTokenCache,
     TokenCache,
@@ -315,7 +315,8 @@ class TokenProvider:
         except httpx.HTTPError as exc:
             raise SpooledConnectionError(
                 redact(
-                    f"login request to {url} failed: {exc!r}{via(url, self._options.proxy)}",
+                    f"login request to {url} failed: "
+                    + http_failure(exc, url, self._options.proxy),
                     self._api_key,
                 )
             ) from None

@@ -32,6 +32,7 @@ __all__ = [
     "ProxyError",
     "check_proxy_url",
     "connect_socket",
+    "http_failure",
     "http_transport",
     "proxy_for",
     "proxy_refused",
@@ -164,11 +165,24 @@ def http_transport(url: str, setting: str | None, *, verify: bool) -> httpx.HTTP
 
 def via(url: str, setting: str | None) -> str:
     """`` (through the proxy …)`` for an error about a request to ``url``, or ``""``."""
-    try:
-        proxy = proxy_for(url, setting)
-    except ProxyError:
-        return ""
+    proxy = _quietly(url, setting)
     return "" if proxy is None else f" (through the proxy {proxy.shown} from {proxy.source})"
+
+
+def http_failure(exc: httpx.HTTPError, url: str, setting: str | None) -> str:
+    """What went wrong with an httpx request to ``url``: with a proxy, a connect error
+    is the proxy's (httpx connects to it first), said as the streams say it."""
+    proxy = _quietly(url, setting)
+    if proxy is not None and isinstance(exc, httpx.ConnectError):
+        return f"could not reach the proxy {proxy.shown} (from {proxy.source}): {exc!r}"
+    return f"{exc!r}{via(url, setting)}"
+
+
+def _quietly(url: str, setting: str | None) -> Proxy | None:
+    try:
+        return proxy_for(url, setting)
+    except ProxyError:
+        return None
 
 
 def proxy_refused(url: str, setting: str | None, what: str) -> ProxyError:

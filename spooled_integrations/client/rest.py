@@ -27,7 +27,7 @@ from spooled_integrations.client._quiet import quiet_requests
 from spooled_integrations.client.auth import TokenProvider
 from spooled_integrations.client.errors import error_for_status
 from spooled_integrations.client.options import ConnectionOptions
-from spooled_integrations.client.proxy import http_transport, proxy_refused, via
+from spooled_integrations.client.proxy import http_failure, http_transport, proxy_refused
 from spooled_integrations.errors import ProtocolError, SpooledConnectionError
 from spooled_integrations.protocol.timestamps import format_timestamp, parse_timestamp
 
@@ -297,10 +297,8 @@ class JobsClient:
                     path, params=params, headers={"Authorization": f"Bearer {token}"}
                 )
         except httpx.HTTPError as exc:
-            via_proxy = via(self._options.base_url, self._options.proxy)
-            raise SpooledConnectionError(
-                self._redact(f"{what} failed: {exc!r}{via_proxy}")
-            ) from None
+            failure = http_failure(exc, self._options.base_url, self._options.proxy)
+            raise SpooledConnectionError(self._redact(f"{what} failed: {failure}")) from None
         if response.status_code == 407:
             raise proxy_refused(self._options.base_url, self._options.proxy, what)
         return response

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import shutil
 import signal
 import socket
@@ -369,7 +370,7 @@ def test_no_proxy_for_another_port_or_host_keeps_the_proxy(
     monkeypatch.setenv("HTTP_PROXY", dead_proxy)
     for no_proxy in (f"127.0.0.1:{emu.port + 1}", "example.com", "10.0.0.0/8"):
         monkeypatch.setenv("NO_PROXY", no_proxy)
-        with pytest.raises(SpooledConnectionError, match="through the proxy"):
+        with pytest.raises(SpooledConnectionError, match="could not reach the proxy"):
             look_up_job(emu)
 
 
@@ -389,6 +390,9 @@ def test_no_proxy_matching_is_curls(monkeypatch: pytest.MonkeyPatch) -> None:
         proxy = proxy_for(url, None)
         assert proxy is not None and (proxy.host, proxy.port) == ("proxy.corp", 3128), url
     assert proxy_for("http://plain.example", None) is None  # no HTTP_PROXY: http goes direct
+    monkeypatch.setenv("ALL_PROXY", "http://all.corp:8080")
+    proxy = proxy_for("ws://plain.example", None)
+    assert proxy is not None and (proxy.host, proxy.source) == ("all.corp", "ALL_PROXY")
     assert proxy_for("https://api.spooled.cloud", "off") is None
 
 
@@ -476,8 +480,8 @@ def test_an_unreachable_proxy_is_named_and_retried_until_it_is_back(
         f"could not reach the proxy http://{PROXY_USER}:[redacted]@127.0.0.1:{port} (from proxy)"
     )
     assert wait_until(lambda: named in str(client.stats.last_error), 10), client.stats.last_error
-    with pytest.raises(SpooledConnectionError, match="through the proxy") as info:
-        look_up_job(emu, proxy=url)  # the login names it too
+    with pytest.raises(SpooledConnectionError, match=re.escape(named)) as info:
+        look_up_job(emu, proxy=url)  # the login says it the same way
     server = ProxyServer(proxy_dir, auth=True, port=port)
     try:
         assert wait_until(lambda: client.state == ConnectionState.CONNECTED, 15)
