@@ -122,7 +122,8 @@ def proxy_for(url: str, setting: str | None) -> Proxy | None:
 
 def _bypassed(host: str, port: int, proxies: dict[str, str]) -> bool:
     """``NO_PROXY`` matching: the standard library's (names, suffixes, ``host:port``,
-    ``*``; the system settings on macOS and Windows) plus IP networks (``10.0.0.0/8``), as curl and requests match them."""
+    ``*``; the system settings on macOS and Windows) plus IP networks (``10.0.0.0/8``),
+    as curl and requests match them."""
     if urllib.request.proxy_bypass(f"{host}:{port}"):
         return True
     with contextlib.suppress(ValueError):
