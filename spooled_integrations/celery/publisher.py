@@ -15,6 +15,11 @@ the task's setting cannot be honoured instead, because Celery copies
 ``task_ignore_result`` into every task that does not set it, so an explicit
 ``ignore_result=False`` looks like the default. The task id is returned to the runtime
 (the ``event_published`` signal, ``last_published`` in status).
+
+With OpenTelemetry (the ``otel`` extra), the task is sent inside the event's span and
+its W3C ``traceparent`` goes into the message headers (``self.request.get("traceparent")``
+on the worker), so the task's span joins the event's trace even without
+``opentelemetry-instrumentation-celery``; with it, its producer span replaces the header.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from spooled_integrations.protocol import Event
 from spooled_integrations.runtime.publisher import TargetPublisher
 from spooled_integrations.runtime.subscriptions import Subscription
 from spooled_integrations.runtime.targets import register_target_kind
+from spooled_integrations.runtime.tracing import inject
 
 __all__ = ["SEND_TASK_OPTIONS", "CeleryPublisher"]
 
@@ -147,6 +153,9 @@ class CeleryPublisher(TargetPublisher):
     def send(self, subscription: Subscription, name: str, payload: Any, event: Event) -> str:
         """Send the task; returns its id (the task's ``self.request.id``)."""
         options = self.send_options(subscription, event)
+        trace_context = inject()
+        if trace_context is not None:
+            options["headers"] = {**options.get("headers", {}), **trace_context}
         with fork_gate.publishing():  # a prefork child never inherits a half-done publish
             result = self.app.send_task(name, args=[payload], **options)
         task_id: str = result.id

@@ -16,6 +16,10 @@
 A subscription's ``max_age`` (seconds) becomes the message's ``max_age`` (milliseconds,
 read by Dramatiq's ``AgeLimit``): what is left of it once the event's age is taken off,
 so a worker skips a message whose event became stale in the queue.
+
+With OpenTelemetry (the ``otel`` extra), the message carries the event's span context
+in ``options["trace_ctx"]`` (W3C ``traceparent``), the carrier Dramatiq's OpenTelemetry
+middlewares extract the parent of the actor's span from.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from spooled_integrations.protocol import Event
 from spooled_integrations.runtime.publisher import TargetPublisher
 from spooled_integrations.runtime.subscriptions import Subscription
 from spooled_integrations.runtime.targets import register_target_kind
+from spooled_integrations.runtime.tracing import inject
 
 __all__ = ["DramatiqPublisher"]
 
@@ -99,6 +104,9 @@ class DramatiqPublisher(TargetPublisher):
             options["broker_priority"] = priority
         if subscription.max_age is not None and "max_age" not in options:
             options["max_age"] = _remaining_ms(subscription.max_age, event)
+        trace_context = inject()
+        if trace_context is not None:
+            options["trace_ctx"] = trace_context
         message: Message[Any] = Message(
             queue_name=queue_name,
             actor_name=name,

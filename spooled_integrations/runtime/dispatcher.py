@@ -59,6 +59,7 @@ from spooled_integrations.runtime.signals import (
     send_isolated,
 )
 from spooled_integrations.runtime.subscriptions import Subscription
+from spooled_integrations.runtime.tracing import Tracing
 
 __all__ = ["DEFAULT_QUEUE_SIZE", "Batch", "Dispatcher", "DrainReport", "RetryPolicy"]
 
@@ -161,6 +162,7 @@ class Dispatcher:
         self._last_done: tuple[float, Event | None] = (time.monotonic(), None)
         self._counts: dict[str, int] = {}  # the dispatch thread's metrics table (see _run)
         self.last_published = LastPublished()
+        self._tracing = Tracing()  # OpenTelemetry spans, when installed and configured
         self.age_observers: tuple[Callable[[float], None], ...] = ()
         """Called with each dispatched event's age in seconds (server timestamp to
         dispatch, never below 0), on the dispatch thread: a metrics histogram. Empty
@@ -531,6 +533,17 @@ class Dispatcher:
             return
         if self.age_observers:
             self._observe_age(event, age)
+        span = self._tracing.dispatch(event)
+        if span is None:
+            self._signal_and_route(event, age, received_at, fleet_done)
+        else:
+            with span:
+                self._signal_and_route(event, age, received_at, fleet_done)
+
+    def _signal_and_route(
+        self, event: Event, age: float | None, received_at: float, fleet_done: bool
+    ) -> None:
+        """Steps 4 and 5 (inside the event's span when tracing)."""
         failed = send_event(event)
         counts = self._counts
         counts["signals_sent"] += 1
@@ -576,7 +589,12 @@ class Dispatcher:
         if limit is not None and age is not None and age > limit:
             self._drop(event, "stale", f"{_label(subscription)}: {age:.1f}s old (max_age {limit}s)")
             return
-        self._publish(subscription, event)
+        span = self._tracing.publish(event)  # published later than its dispatch: its own span
+        if span is None:
+            self._publish(subscription, event)
+        else:
+            with span:
+                self._publish(subscription, event)
 
     def _publish(self, subscription: Subscription, event: Event) -> None:
         label = _label(subscription)
@@ -608,6 +626,8 @@ class Dispatcher:
         if outcome.published:
             self.metrics.incr("published")
             self.last_published.record(subscription, event, outcome.message_id)
+            if self._tracing.active is not None:
+                self._tracing.published(subscription, outcome.message_id)
             send_isolated(
                 event_published,
                 self._sender,
@@ -626,6 +646,8 @@ class Dispatcher:
                 outcome.spent,
                 outcome.error,
             )
+            if self._tracing.active is not None:
+                self._tracing.failed(subscription, outcome.error or "")
             self._drop(
                 event,
                 "publish_failed",

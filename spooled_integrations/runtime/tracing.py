@@ -1,0 +1,155 @@
+"""OpenTelemetry spans for dispatched events, and the trace context for routed messages.
+
+Optional (the ``otel`` extra, ``opentelemetry-api`` only): without it, or while no tracer
+provider is configured, nothing here costs more than a function call per event.
+``opentelemetry`` is imported once, on the first event, never at import time; the
+provider is looked up per event (one global read), so a provider configured after the
+worker started (Celery's ``worker_process_init``, say) is picked up.
+
+Each dispatched event gets one span, ``spooled.dispatch <event type>``, of kind
+CONSUMER: the messaging conventions' *process* span of a message received from
+Spooled. Receivers and publishes run inside it, so the messages it routes carry its
+context: :func:`inject` gives the W3C ``traceparent`` (and ``tracestate``) of the
+current span for the publishers to put into the message, where the Celery and
+Dramatiq instrumentations read it on the worker and make the task's span its child.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from typing import TYPE_CHECKING, Any
+
+from spooled_integrations.protocol import Event
+from spooled_integrations.runtime.subscriptions import Subscription
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span, Tracer, TracerProvider
+
+__all__ = ["SPAN_PREFIX", "Tracing", "inject"]
+
+SPAN_PREFIX = "spooled.dispatch"
+
+_UNRESOLVED: Any = object()
+_api: Any = _UNRESOLVED  # opentelemetry.trace once looked up; None: not installed
+
+
+def _trace_api() -> Any:
+    """``opentelemetry.trace``, or ``None`` when the extra is not installed (looked up once)."""
+    global _api  # noqa: PLW0603 - a once-only lookup shared by every dispatcher
+    if _api is _UNRESOLVED:
+        try:
+            from opentelemetry import trace
+        except ImportError:
+            _api = None
+        else:
+            _api = trace
+    return _api
+
+
+class Tracing:
+    """One dispatcher's spans (used on its dispatch thread only)."""
+
+    def __init__(self) -> None:
+        self._provider: TracerProvider | None = None
+        self._tracer: Tracer | None = None
+        self.active: Span | None = None
+        """The span of the event being dispatched, while there is one."""
+
+    def _current_tracer(self) -> Tracer | None:
+        api = _trace_api()
+        if api is None:
+            return None
+        provider = api.get_tracer_provider()
+        if provider is not self._provider:  # first event, or a provider set since
+            self._provider = provider
+            configured = not isinstance(provider, (api.ProxyTracerProvider, api.NoOpTracerProvider))
+            self._tracer = provider.get_tracer("spooled_integrations") if configured else None
+        return self._tracer
+
+    def dispatch(self, event: Event) -> AbstractContextManager[None] | None:
+        """A context manager holding ``event``'s span current, or ``None`` (not tracing)."""
+        tracer = self._current_tracer()
+        if tracer is None:
+            return None
+        return self._span(tracer, event)
+
+    def publish(self, event: Event) -> AbstractContextManager[None] | None:
+        """For a publish outside a dispatch (a coordinated ``once`` publish done later):
+        the event's span, or ``None`` when one is current already or not tracing."""
+        if self.active is not None:
+            return None
+        return self.dispatch(event)
+
+    @contextmanager
+    def _span(self, tracer: Tracer, event: Event) -> Iterator[None]:
+        from opentelemetry.trace import SpanKind
+
+        with tracer.start_as_current_span(
+            f"{SPAN_PREFIX} {event.type}",
+            kind=SpanKind.CONSUMER,
+            attributes=_event_attributes(event),
+        ) as span:
+            self.active = span
+            try:
+                yield
+            finally:
+                self.active = None
+
+    def published(self, subscription: Subscription, message_id: str | None) -> None:
+        """Add a route the current event was published to (lists: one event, many routes)."""
+        span = self.active
+        if span is None or not span.is_recording():
+            return
+        attributes = getattr(span, "attributes", None) or {}
+        for key, value in (
+            ("spooled.route", subscription.name or subscription.target or ""),
+            ("spooled.target", subscription.target or ""),
+            ("spooled.delivery", subscription.delivery),
+            ("spooled.message_id", message_id or ""),
+        ):
+            span.set_attribute(key, [*attributes.get(key, ()), value])
+
+    def failed(self, subscription: Subscription, error: str) -> None:
+        """Mark the current event's span ERROR: a publish failed for good."""
+        span = self.active
+        if span is None or not span.is_recording():
+            return
+        from opentelemetry.trace import Status, StatusCode
+
+        label = subscription.name or subscription.target or "signals"
+        span.set_status(Status(StatusCode.ERROR, f"publishing to {label} failed: {error}"))
+        span.add_event("publish_failed", {"spooled.route": label, "error": error})
+
+
+def _event_attributes(event: Event) -> dict[str, Any]:
+    attributes: dict[str, Any] = {
+        "messaging.system": "spooled",
+        "messaging.operation.type": "process",
+        "messaging.operation.name": "dispatch",
+        "spooled.event.type": event.type,
+        "spooled.event.replayed": event.replayed,
+    }
+    job_id = event.job_id
+    if job_id is not None:
+        attributes["spooled.job.id"] = job_id
+    queue_name = event.queue_name
+    if queue_name is not None:
+        attributes["spooled.queue.name"] = queue_name
+        attributes["messaging.destination.name"] = queue_name
+    if event.derived_from is not None:
+        attributes["spooled.event.derived_from"] = event.derived_from
+    return attributes
+
+
+def inject() -> dict[str, str] | None:
+    """The current span's W3C trace context (``traceparent``, ``tracestate``) for a
+    message's headers, or ``None`` when no span is current (or OpenTelemetry is absent)."""
+    api = _trace_api()
+    if api is None or not api.get_current_span().get_span_context().is_valid:
+        return None
+    from opentelemetry import propagate
+
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return carrier or None
