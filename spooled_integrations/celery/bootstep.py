@@ -125,9 +125,7 @@ class SpooledStep(bootsteps.StartStopStep):
             "Spooled listener enabled (%s): %s %s, %d subscription(s), shutdown timeout %gs",
             self.enabled_by,
             runtime.transport,
-            runtime.connection.resolved_ws_url
-            if runtime.transport == "ws"
-            else runtime.connection.base_url,
+            self.runtime.url,
             len(runtime.subscriptions),
             self.settings.shutdown_timeout,
         )

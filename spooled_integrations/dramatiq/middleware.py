@@ -288,12 +288,11 @@ class SpooledMiddleware(Middleware):  # type: ignore[misc,unused-ignore]  # unty
         config = runtime.config
         targets = sorted({str(s.actor) for s in config.subscriptions if s.actor is not None})
         logger.info(
-            "Spooled listener started in pid %d (mode=%s, %s to %s): %d subscription(s), "
-            "actors: %s",
+            "Spooled listener started in pid %d (mode=%s): %s %s, %d subscription(s), actors: %s",
             os.getpid(),
             self.settings.mode,
             config.transport,
-            config.connection.base_url,
+            runtime.url,
             len(config.subscriptions),
             ", ".join(targets) or "none (signals only)",
         )

@@ -69,6 +69,7 @@ from spooled_integrations.runtime.health_file import StatusFile, StatusWriter, c
 from spooled_integrations.runtime.metrics import Metrics
 from spooled_integrations.runtime.publisher import Publisher
 from spooled_integrations.runtime.router import Router
+from spooled_integrations.runtime.routes import listener_url, route_line, routes_status
 from spooled_integrations.runtime.signals import (
     caught_up,
     connection_state_changed,
@@ -281,6 +282,11 @@ class SpooledRuntime:
         return self._state
 
     @property
+    def url(self) -> str:
+        """The URL the listener connects to, without secrets (see :func:`listener_url`)."""
+        return listener_url(self.config.connection, self.config.transport)
+
+    @property
     def client(self) -> BaseClient | None:
         """The realtime client once started (for diagnostics)."""
         return self._client
@@ -323,12 +329,17 @@ class SpooledRuntime:
             if self.config.health_file:
                 self._health_writer = StatusWriter(StatusFile(self.config.health_file), self.status)
                 self._health_writer.start()
+        subscriptions = self.config.subscriptions
         logger.info(
-            "Spooled runtime started (%s, %d subscription(s)); %s",
+            "Spooled runtime started: %s %s, %d subscription(s)%s; %s",
             self.config.transport,
-            len(self.config.subscriptions),
+            self.url,
+            len(subscriptions),
+            ":" if subscriptions else " (events reach signal receivers only)",
             self._catch_up_summary(),
         )
+        for index, sub in enumerate(subscriptions):
+            logger.info("  Spooled route %s", route_line(index, sub))
 
     def stop(self, timeout: float = 10.0) -> DrainReport:
         """Disconnect, then dispatch what is queued; return within ``timeout`` seconds.
@@ -413,7 +424,9 @@ class SpooledRuntime:
             "counters": self.metrics.snapshot(),
             "queue_depth": self._dispatcher.depth,
             "queue_size": self.config.queue_size,
+            "url": self.url,
             "subscriptions": len(self.config.subscriptions),
+            "routes": routes_status(self.config.subscriptions),
             "last_published": self._dispatcher.last_published.snapshot(),
             "coordination": self._coordination_status(),
             "catch_up": self.catch_up.status() if self.catch_up is not None else None,
