@@ -18,7 +18,10 @@ __all__ = ["main"]
 _COMMANDS: dict[str, tuple[str, str]] = {
     "listen": ("spooled_integrations.cli.listen", "print Spooled events as they arrive"),
     "emulator": ("spooled_integrations.cli.emulator", "run the local Spooled emulator"),
-    "check": ("spooled_integrations.cli.check", "validate a subscription file"),
+    "check": (
+        "spooled_integrations.cli.check",
+        "validate a subscription file, or the routes of a Celery app or Dramatiq broker",
+    ),
     "health": (
         "spooled_integrations.cli.health",
         "exit 0 when the listener's health file says healthy, 1 when not (for probes)",

@@ -1,4 +1,8 @@
-"""``spooled-integrations check FILE``: validate a subscription file, print its routing table.
+"""``spooled-integrations check``: validate routes, print the routing table.
+
+``check FILE`` reads a subscription file; ``check --celery proj`` and ``check
+--dramatiq module`` load the app and build the routes a worker would (configured rules
+and task/actor options), with the boot's own checks (:mod:`.check_apps`).
 
 Exit status 0 when valid, 1 with every problem listed when not. The table shows each
 route as the router sees it: event type -> filters -> target -> delivery. Everything
@@ -11,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
@@ -26,10 +31,69 @@ _MAX_CELL = 60
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("file", help="subscription file (.toml, .yaml or .yml)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("file", nargs="?", help="subscription file (.toml, .yaml or .yml)")
+    source.add_argument(
+        "--celery",
+        metavar="APP",
+        help="a Celery app as 'celery -A' takes it (proj, proj.celery:app): the routes its "
+        "workers build from the config and task options",
+    )
+    source.add_argument(
+        "--dramatiq",
+        metavar="MODULE",
+        help="a broker module as 'dramatiq' takes it (app, app:broker): the routes its "
+        "SpooledMiddleware builds from its settings and actor options",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.celery is not None or args.dramatiq is not None:
+        return _run_app(args.celery, args.dramatiq)
+    return _run_file(args)
+
+
+def _run_app(celery: str | None, dramatiq: str | None) -> int:
+    from spooled_integrations.cli.check_apps import AppProblems, celery_routes, dramatiq_routes
+
+    # the boot's warnings (a secret Celery would print...) are part of the answer
+    logging.basicConfig(level=logging.WARNING, format="warning: %(message)s", stream=sys.stderr)
+    try:
+        found = celery_routes(celery) if celery is not None else dramatiq_routes(str(dramatiq))
+    except AppProblems as exc:
+        print(f"{exc.label}: {len(exc.problems)} problem(s)", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  - {redact(problem)}", file=sys.stderr)
+        return 1
+    runtime = found.runtime
+    subscriptions = runtime.config.subscriptions
+    rows = _print_table(subscriptions)
+    print(
+        f"\n{found.label}: OK, {len(subscriptions)} subscription(s), {len(rows)} route(s), "
+        f"{len(subscriptions.targets)} with a target"
+    )
+    print(f"listens to: {runtime.config.transport} {runtime.url}")
+    for note in found.notes:
+        print(f"note: {note}")
+    if runtime.config.coordination is None and runtime.config.once_subscriptions:
+        print(_ONCE_NOTE)
+    return 0
+
+
+def _print_table(subscriptions: SubscriptionSet) -> list[tuple[str, str, str, str, str]]:
+    rows = routing_table(subscriptions)
+    header = ("event", "filters", "target", "delivery", "rule")
+    print(_format_table(header, rows))
+    return rows
+
+
+_ONCE_NOTE = (
+    "note: delivery='once' needs fleet coordination; without it every node "
+    "running the runtime dispatches these"
+)
+
+
+def _run_file(args: argparse.Namespace) -> int:
     from spooled_integrations.errors import ConfigurationError, SubscriptionError
     from spooled_integrations.runtime.subscriptions import load_subscriptions
 
@@ -46,19 +110,14 @@ def run(args: argparse.Namespace) -> int:
         print(message if named else f"{args.file}: {message}", file=sys.stderr)
         return 1
 
-    rows = routing_table(subscriptions)
-    header = ("event", "filters", "target", "delivery", "rule")
-    print(_format_table(header, rows))
+    rows = _print_table(subscriptions)
     targeted = len(subscriptions.targets)
     print(
         f"\n{args.file}: OK, {len(subscriptions)} subscription(s), {len(rows)} route(s), "
         f"{targeted} with a target"
     )
     if any(s.target is not None and s.delivery == "once" for s in subscriptions):
-        print(
-            "note: delivery='once' needs fleet coordination; without it every node "
-            "running the runtime dispatches these"
-        )
+        print(_ONCE_NOTE)
     return 0
 
 

@@ -42,9 +42,7 @@ def _publisher() -> RecordingPublisher:
 def test_status_holds_the_url_and_every_route(
     spooled_emulator: Emulator, make_runtime: RuntimeFactory, transport: str
 ) -> None:
-    runtime = make_runtime(
-        spooled_emulator, _publisher(), subscriptions=RULES, transport=transport
-    )
+    runtime = make_runtime(spooled_emulator, _publisher(), subscriptions=RULES, transport=transport)
     runtime.start()
     assert wait_until(lambda: runtime.state == ConnectionState.CONNECTED)
     status = json.loads(json.dumps(runtime.status()))  # JSON-ready
@@ -128,7 +126,7 @@ def test_start_log_without_rules_says_signals_only(
     runtime.start()
     started = [r.getMessage() for r in caplog.records if "runtime started" in r.getMessage()]
     assert len(started) == 1
-    assert f"sse {runtime.url}, 0 subscription(s) (events reach signal receivers only)" in (
-        started[0]
+    assert (
+        f"sse {runtime.url}, 0 subscription(s) (events reach signal receivers only)" in (started[0])
     )
     assert "Spooled route" not in caplog.text
