@@ -2,9 +2,11 @@
 
 Optional (the ``otel`` extra, ``opentelemetry-api`` only): without it, or while no tracer
 provider is configured, nothing here costs more than a function call per event.
-``opentelemetry`` is imported once, on the first event, never at import time; the
-provider is looked up per event (one global read), so a provider configured after the
-worker started (Celery's ``worker_process_init``, say) is picked up.
+``opentelemetry`` is imported once, on the first event, never at import time. Once a
+tracer provider is configured it is read per event (one global read); until then it is
+looked for at most once a second (OpenTelemetry's lookup of an unset provider reads the
+environment, 1 µs), so a provider configured after the worker started (Celery's
+``worker_process_init``, say) is used within a second; :func:`recheck` makes that at once.
 
 Each dispatched event gets one span, ``spooled.dispatch <event type>``, of kind
 CONSUMER: the messaging conventions' *process* span of a message received from
@@ -16,6 +18,7 @@ Dramatiq instrumentations read it on the worker and make the task's span its chi
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING, Any
@@ -26,12 +29,15 @@ from spooled_integrations.runtime.subscriptions import Subscription
 if TYPE_CHECKING:
     from opentelemetry.trace import Span, Tracer, TracerProvider
 
-__all__ = ["SPAN_PREFIX", "Tracing", "inject"]
+__all__ = ["SPAN_PREFIX", "Tracing", "inject", "recheck"]
 
 SPAN_PREFIX = "spooled.dispatch"
 
 _UNRESOLVED: Any = object()
 _api: Any = _UNRESOLVED  # opentelemetry.trace once looked up; None: not installed
+_RECHECK_EVERY = 1.0  # seconds between looks for a provider while none is configured
+_next_check = 0.0  # time.monotonic() of the next look while none is configured
+_configured = False  # a provider was configured at the last look
 
 
 def _trace_api() -> Any:
@@ -47,6 +53,29 @@ def _trace_api() -> Any:
     return _api
 
 
+def recheck() -> None:
+    """Look for a configured tracer provider at the next event (not up to 1 s later)."""
+    global _next_check  # noqa: PLW0603
+    _next_check = 0.0
+
+
+def _provider() -> TracerProvider | None:
+    """The configured tracer provider, or ``None`` (OpenTelemetry absent or unconfigured)."""
+    global _next_check, _configured  # noqa: PLW0603 - one answer for every dispatcher
+    if not _configured:
+        now = time.monotonic()
+        if now < _next_check:
+            return None
+        _next_check = now + _RECHECK_EVERY
+    api = _trace_api()
+    if api is None:
+        _next_check = float("inf")
+        return None
+    provider = api.get_tracer_provider()
+    _configured = not isinstance(provider, (api.ProxyTracerProvider, api.NoOpTracerProvider))
+    return provider if _configured else None
+
+
 class Tracing:
     """One dispatcher's spans (used on its dispatch thread only)."""
 
@@ -57,14 +86,12 @@ class Tracing:
         """The span of the event being dispatched, while there is one."""
 
     def _current_tracer(self) -> Tracer | None:
-        api = _trace_api()
-        if api is None:
+        provider = _provider()
+        if provider is None:
             return None
-        provider = api.get_tracer_provider()
-        if provider is not self._provider:  # first event, or a provider set since
+        if provider is not self._provider:  # first span, or another provider since
             self._provider = provider
-            configured = not isinstance(provider, (api.ProxyTracerProvider, api.NoOpTracerProvider))
-            self._tracer = provider.get_tracer("spooled_integrations") if configured else None
+            self._tracer = provider.get_tracer("spooled_integrations")
         return self._tracer
 
     def dispatch(self, event: Event) -> AbstractContextManager[None] | None:
@@ -145,8 +172,7 @@ def _event_attributes(event: Event) -> dict[str, Any]:
 def inject() -> dict[str, str] | None:
     """The current span's W3C trace context (``traceparent``, ``tracestate``) for a
     message's headers, or ``None`` when no span is current (or OpenTelemetry is absent)."""
-    api = _trace_api()
-    if api is None or not api.get_current_span().get_span_context().is_valid:
+    if _provider() is None or not _api.get_current_span().get_span_context().is_valid:
         return None
     from opentelemetry import propagate
 

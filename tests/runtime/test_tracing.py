@@ -11,6 +11,7 @@ import json
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -27,7 +28,13 @@ from opentelemetry.util._once import Once
 
 from spooled_integrations.protocol import Event
 from spooled_integrations.protocol.models import CATCH_UP
-from spooled_integrations.runtime import Dispatcher, RecordingPublisher, RetryPolicy, Router
+from spooled_integrations.runtime import (
+    Dispatcher,
+    RecordingPublisher,
+    RetryPolicy,
+    Router,
+    tracing,
+)
 from spooled_integrations.runtime.subscriptions import Subscription
 from spooled_integrations.runtime.tracing import inject
 from spooled_integrations.testing import Emulator
@@ -58,8 +65,10 @@ def spans() -> Iterator[InMemorySpanExporter]:
     saved = trace._TRACER_PROVIDER, trace._TRACER_PROVIDER_SET_ONCE
     trace._TRACER_PROVIDER_SET_ONCE = Once()
     trace.set_tracer_provider(provider)
+    tracing.recheck()  # used from the next event on, not up to a second later
     yield exporter
     trace._TRACER_PROVIDER, trace._TRACER_PROVIDER_SET_ONCE = saved
+    tracing.recheck()
     provider.shutdown()
 
 
@@ -193,6 +202,36 @@ def test_no_provider_configured_means_no_span_and_nothing_injected(
     dispatcher.submit(make_event("JobCompleted", job_id="j1", queue_name="emails"))
     assert publisher.wait_for(1)
     assert publisher.contexts == [None]
+
+
+def test_a_provider_configured_after_the_start_is_used_within_a_second(
+    dispatchers: list[Dispatcher], make_event: Any
+) -> None:
+    publisher = ContextRecordingPublisher()
+    dispatcher = Dispatcher(Router(SUBS[:1]), publisher=publisher, retry=FAST)
+    dispatchers.append(dispatcher)
+    dispatcher.start()
+    dispatcher.submit(make_event("JobCompleted", job_id="before", queue_name="emails"))
+    assert publisher.wait_for(1)
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    saved = trace._TRACER_PROVIDER, trace._TRACER_PROVIDER_SET_ONCE
+    trace._TRACER_PROVIDER_SET_ONCE = Once()
+    trace.set_tracer_provider(provider)  # as worker_process_init would, after the start
+    try:
+        time.sleep(1.1)  # the next look for a provider
+        dispatcher.submit(make_event("JobCompleted", job_id="after", queue_name="emails"))
+        assert publisher.wait_for(2)
+        assert wait_until(lambda: len(exporter.get_finished_spans()) == 1)
+    finally:
+        trace._TRACER_PROVIDER, trace._TRACER_PROVIDER_SET_ONCE = saved
+        tracing.recheck()
+        provider.shutdown()
+    (span,) = exporter.get_finished_spans()
+    assert span.attributes is not None and span.attributes["spooled.job.id"] == "after"
+    assert publisher.contexts[0] is None and publisher.contexts[1] is not None
 
 
 _WITHOUT_OTEL = textwrap.dedent(
