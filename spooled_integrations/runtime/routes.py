@@ -11,12 +11,13 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import quote
 
 from spooled_integrations._redact import redact, redact_mapping, redact_url
 from spooled_integrations.client.sse import EVENTS_PATH
 
 if TYPE_CHECKING:
-    from spooled_integrations.client import ConnectionOptions
+    from spooled_integrations.client import ConnectionOptions, SubscriptionFilter
     from spooled_integrations.runtime.subscriptions import Subscription
 
 __all__ = ["listener_url", "route_line", "route_status", "routes_status"]
@@ -24,12 +25,17 @@ __all__ = ["listener_url", "route_line", "route_status", "routes_status"]
 _FILTERS: tuple[Literal["queue", "job_id", "worker_id"], ...] = ("queue", "job_id", "worker_id")
 
 
-def listener_url(connection: ConnectionOptions, transport: str) -> str:
-    """The URL the listener connects to (the WebSocket URL, or the SSE events URL),
-    without its query and without a password."""
+def listener_url(
+    connection: ConnectionOptions, transport: str, filter: SubscriptionFilter | None = None
+) -> str:
+    """The URL the listener connects to (the WebSocket URL, or the SSE events URL: the
+    job's stream with a ``job_id`` filter), without its query and without a password."""
     if transport == "ws":
         return redact_url(connection.resolved_ws_url)
-    return redact_url(connection.base_url + EVENTS_PATH)
+    path = EVENTS_PATH
+    if filter is not None and filter.job_id is not None:
+        path += f"/jobs/{quote(filter.job_id, safe='')}"
+    return redact_url(connection.base_url + path)
 
 
 def route_status(index: int, sub: Subscription) -> dict[str, Any]:

@@ -284,7 +284,7 @@ class SpooledRuntime:
     @property
     def url(self) -> str:
         """The URL the listener connects to, without secrets (see :func:`listener_url`)."""
-        return listener_url(self.config.connection, self.config.transport)
+        return listener_url(self.config.connection, self.config.transport, self.config.filter)
 
     @property
     def client(self) -> BaseClient | None:

@@ -130,3 +130,13 @@ def test_start_log_without_rules_says_signals_only(
         f"sse {runtime.url}, 0 subscription(s) (events reach signal receivers only)" in (started[0])
     )
     assert "Spooled route" not in caplog.text
+
+
+def test_sse_job_stream_url_names_the_job(
+    spooled_emulator: Emulator, make_runtime: RuntimeFactory
+) -> None:
+    runtime = make_runtime(spooled_emulator, transport="sse", filter={"job_id": "job 7"})
+    runtime.start()
+    assert wait_until(lambda: runtime.state == ConnectionState.CONNECTED)
+    assert runtime.status()["url"] == f"{spooled_emulator.base_url}/api/v1/events/jobs/job%207"
+    assert spooled_emulator.wait_for_connections(1, "sse")
