@@ -84,6 +84,7 @@ class Tracing:
         self._tracer: Tracer | None = None
         self.active: Span | None = None
         """The span of the event being dispatched, while there is one."""
+        self._routes: list[tuple[str, str, str, str]] = []  # the active span's publishes
 
     def _current_tracer(self) -> Tracer | None:
         provider = _provider()
@@ -122,20 +123,20 @@ class Tracing:
                 yield
             finally:
                 self.active = None
+                if self._routes:  # one call for all (the SDK checks every attribute set)
+                    routes, self._routes = self._routes, []
+                    span.set_attributes(
+                        dict(zip(_ROUTE_KEYS, zip(*routes, strict=True), strict=True))
+                    )
 
     def published(self, subscription: Subscription, message_id: str | None) -> None:
         """Add a route the current event was published to (lists: one event, many routes)."""
         span = self.active
         if span is None or not span.is_recording():
             return
-        attributes = getattr(span, "attributes", None) or {}
-        for key, value in (
-            ("spooled.route", subscription.name or subscription.target or ""),
-            ("spooled.target", subscription.target or ""),
-            ("spooled.delivery", subscription.delivery),
-            ("spooled.message_id", message_id or ""),
-        ):
-            span.set_attribute(key, [*attributes.get(key, ()), value])
+        target = subscription.target or ""
+        route = subscription.name or target
+        self._routes.append((route, target, subscription.delivery, message_id or ""))
 
     def failed(self, subscription: Subscription, error: str) -> None:
         """Mark the current event's span ERROR: a publish failed for good."""
@@ -147,6 +148,9 @@ class Tracing:
         label = subscription.name or subscription.target or "signals"
         span.set_status(Status(StatusCode.ERROR, f"publishing to {label} failed: {error}"))
         span.add_event("publish_failed", {"spooled.route": label, "error": error})
+
+
+_ROUTE_KEYS = ("spooled.route", "spooled.target", "spooled.delivery", "spooled.message_id")
 
 
 def _event_attributes(event: Event) -> dict[str, Any]:
