@@ -1,8 +1,8 @@
 """A Celery app traced with the OpenTelemetry SDK, for tests/integrations/celery/test_tracing.py.
 
-Configured from the ``SPTEST_*`` environment like ``spooled_testapp``. The worker's main
-process (where the listener dispatches) gets a real ``TracerProvider`` with the SDK's
-in-memory exporter; at shutdown its finished spans are written to ``SPTEST_OUT`` +
+Configured from the ``SPTEST_*`` environment like ``spooled_testapp``. As operations.md shows,
+a real ``TracerProvider`` (here with the SDK's in-memory exporter) is configured on
+``worker_init``, in the main process where the listener dispatches; at shutdown its finished spans are written to ``SPTEST_OUT`` +
 ``.spans``. The routed task appends the ``traceparent`` header it received, with the
 job id of its event, to ``SPTEST_OUT``.
 """
@@ -14,7 +14,7 @@ import os
 from typing import Any
 
 from celery import Celery, Task
-from celery.signals import worker_shutdown
+from celery.signals import worker_init, worker_shutdown
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -26,9 +26,14 @@ QUEUE = os.environ["SPTEST_QUEUE"]
 OUT = os.environ["SPTEST_OUT"]
 
 exporter = InMemorySpanExporter()
-provider = TracerProvider()
-provider.add_span_processor(SimpleSpanProcessor(exporter))
-trace.set_tracer_provider(provider)
+
+
+@worker_init.connect
+def _tracing(**kwargs: Any) -> None:
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+
 
 app = Celery("spooled_tracingapp")
 app.conf.update(
