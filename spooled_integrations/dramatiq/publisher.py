@@ -142,7 +142,11 @@ class DramatiqPublisher(TargetPublisher):
             problems.extend(self._priority_problems(options))
         known = set(self.broker.actor_options) | _BROKER_OPTIONS
         for key in sorted(set(options) - _OWN_KEYS - known):
-            usable = (known | _OWN_KEYS) - _ACTOR_ONLY
+            usable = {
+                name
+                for name in (known | _OWN_KEYS) - _ACTOR_ONLY
+                if not name.startswith("spooled_")  # ours declare rules, not messages
+            }
             hint = did_you_mean(key, usable) or f" (message options: {', '.join(sorted(usable))})"
             problems.append(f".{key}: no middleware on this broker reads this message option{hint}")
         for key in ("on_success", "on_failure"):

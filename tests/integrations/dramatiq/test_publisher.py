@@ -13,7 +13,7 @@ import pytest
 from dramatiq import Message
 from dramatiq.brokers.stub import StubBroker
 
-from spooled_integrations.dramatiq import DramatiqPublisher
+from spooled_integrations.dramatiq import DramatiqPublisher, SpooledMiddleware
 from spooled_integrations.protocol import Event, format_timestamp, normalize
 from spooled_integrations.runtime import Subscription
 
@@ -191,7 +191,10 @@ def test_an_age_limited_message_is_skipped_by_the_worker(broker: StubBroker) -> 
 def test_a_misspelt_option_gets_its_suggestion_not_the_whole_list(broker: StubBroker) -> None:
     (typo,) = DramatiqPublisher(broker).validate([sub(options={"max_retires": 3})])
     assert typo.endswith("this message option (did you mean 'max_retries'?)"), typo
+    broker.add_middleware(SpooledMiddleware())  # its spooled_* actor options are not for messages
+    assert "spooled_events" in broker.actor_options
     (far,) = DramatiqPublisher(broker).validate([sub(options={"zzz": 1})])
     listed = far.split("message options: ")[1]
     assert "max_retries" in listed and "delay" in listed
     assert "retry_when" not in listed and "throws" not in listed  # a message cannot carry them
+    assert "spooled_" not in listed
