@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -50,5 +51,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "_missing", False):
         print(f"spooled-integrations {args.command}: not available in this build", file=sys.stderr)
         return 2
-    result: int = importlib.import_module(args._module).run(args)
+    try:
+        result: int = importlib.import_module(args._module).run(args)
+    except BrokenPipeError:  # `... | head`: the reader left; not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     return result
