@@ -205,6 +205,23 @@ def test_nodes_can_opt_out(
     assert emulator.connections_accepted("ws") == 0
 
 
+def inspect_cli(worker: Any, command: list[str], what: str) -> dict[str, Any]:
+    """``<command> -A spooled_testapp inspect <what>`` for one worker node: its reply."""
+    arguments = ["-A", "spooled_testapp", "inspect", what, "-d", worker.node, "--json", "-t", "5"]
+    result = subprocess.run(
+        [*command, *arguments],
+        env=worker.env,
+        cwd=worker.log.parent,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    replies = json.loads(result.stdout.decode().strip().splitlines()[-1])
+    reply: dict[str, Any] = replies[worker.node]
+    return reply
+
+
 def test_inspect_spooled_status_from_the_command_line(
     redis_url: str, emulator: Emulator, start_worker: Callable[..., Any]
 ) -> None:
@@ -218,28 +235,7 @@ def test_inspect_spooled_status_from_the_command_line(
         (installed, INSTALLED_CLI),
         (config_only, MODULE_CLI),
     ):
-        result = subprocess.run(
-            [
-                *command,
-                "-A",
-                "spooled_testapp",
-                "inspect",
-                "spooled_status",
-                "-d",
-                worker.node,
-                "--json",
-                "-t",
-                "5",
-            ],
-            env=worker.env,
-            cwd=worker.log.parent,
-            capture_output=True,
-            timeout=60,
-            check=False,
-        )
-        assert result.returncode == 0, result.stderr.decode()
-        replies = json.loads(result.stdout.decode().strip().splitlines()[-1])
-        status = replies[worker.node]
+        status = inspect_cli(worker, command, "spooled_status")
         assert status["enabled"] is True
         assert status["connected"] is True
         assert status["transport"] == "ws"
@@ -277,28 +273,7 @@ def test_inspect_stats_shows_the_listener_health_even_when_refused(
     worker.wait_ready()
 
     def stats() -> dict[str, Any]:
-        result = subprocess.run(
-            [
-                CELERY_BIN,
-                "-A",
-                "spooled_testapp",
-                "inspect",
-                "stats",
-                "-d",
-                worker.node,
-                "--json",
-                "-t",
-                "5",
-            ],
-            env=worker.env,
-            cwd=worker.log.parent,
-            capture_output=True,
-            timeout=60,
-            check=False,
-        )
-        assert result.returncode == 0, result.stderr.decode()
-        replies = json.loads(result.stdout.decode().strip().splitlines()[-1])
-        spooled: dict[str, Any] = replies[worker.node]["spooled"]
+        spooled: dict[str, Any] = inspect_cli(worker, [CELERY_BIN], "stats")["spooled"]
         return spooled
 
     deadline = time.monotonic() + 20
