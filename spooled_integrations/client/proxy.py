@@ -194,6 +194,31 @@ def proxy_refused(url: str, setting: str | None, what: str) -> ProxyError:
     )
 
 
+def open_socket(
+    url: str,
+    setting: str | None,
+    *,
+    timeout: float,
+    verify: bool,
+    remember: Callable[[socket.socket], None],
+) -> socket.socket:
+    """The connection a stream's handshake goes over: TCP to ``url``'s host, direct or
+    tunnelled through the proxy ``setting`` decides, then TLS for ``https``/``wss``
+    (httpx's context: certifi and ``SSL_CERT_FILE``, as the login and REST calls)."""
+    parts = urlsplit(url)
+    secure = parts.scheme in ("https", "wss")
+    host = parts.hostname or ""
+    port = parts.port or (443 if secure else 80)
+    sock = connect_socket(proxy_for(url, setting), host, port, timeout, remember)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if secure:
+        context = httpx.create_ssl_context(verify=verify)
+        context.set_alpn_protocols(["http/1.1"])
+        sock = context.wrap_socket(sock, server_hostname=host)
+        remember(sock)
+    return sock
+
+
 def connect_socket(
     proxy: Proxy | None,
     host: str,

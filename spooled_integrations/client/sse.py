@@ -23,13 +23,12 @@ from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
 import h11
-import httpx
 
 from spooled_integrations._redact import redact
 from spooled_integrations.client.base import BaseClient, ReadOutcome, _Stop
 from spooled_integrations.client.errors import error_for_status
 from spooled_integrations.client.options import ConnectionOptions, SubscriptionFilter
-from spooled_integrations.client.proxy import ProxyError, connect_socket, proxy_for
+from spooled_integrations.client.proxy import ProxyError, open_socket
 from spooled_integrations.errors import (
     NotSupportedError,
     ProtocolError,
@@ -142,7 +141,13 @@ class SSEClient(BaseClient):
         ]
         timeout = self.options.connect_timeout
         try:
-            sock = self._connect(parts.scheme, parts.hostname or "", parts.port, timeout)
+            sock = open_socket(
+                url,
+                self.options.proxy,
+                timeout=timeout,
+                verify=self.options.verify_tls,
+                remember=self._remember_socket,
+            )
             http = h11.Connection(h11.CLIENT)
             request = http.send(h11.Request(method="GET", target=target, headers=headers))
             sock.sendall((request or b"") + (http.send(h11.EndOfMessage()) or b""))
@@ -181,19 +186,6 @@ class SSEClient(BaseClient):
             self._drop_socket()
             raise
         return _Stream(sock, body_framing, http.trailing_data[0])
-
-    def _connect(self, scheme: str, host: str, port: int | None, timeout: float) -> socket.socket:
-        secure = scheme == "https"
-        proxy = proxy_for(self.options.base_url, self.options.proxy)
-        port = port or (443 if secure else 80)
-        sock = connect_socket(proxy, host, port, timeout, self._remember_socket)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if secure:
-            context = httpx.create_ssl_context(verify=self.options.verify_tls)
-            context.set_alpn_protocols(["http/1.1"])
-            sock = context.wrap_socket(sock, server_hostname=host)
-            self._remember_socket(sock)
-        return sock
 
     def _read_head(self, sock: socket.socket, http: h11.Connection) -> h11.Response:
         while True:

@@ -19,16 +19,15 @@ import socket
 import threading
 import time
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
-import httpx
 import websocket
 
 from spooled_integrations._redact import redact
 from spooled_integrations.client.base import BaseClient, ReadOutcome, _Stop
 from spooled_integrations.client.errors import error_for_status
 from spooled_integrations.client.options import ConnectionOptions, SubscriptionFilter
-from spooled_integrations.client.proxy import ProxyError, connect_socket, proxy_for
+from spooled_integrations.client.proxy import ProxyError, open_socket
 from spooled_integrations.errors import ProtocolError, SpooledConnectionError
 from spooled_integrations.protocol import _json
 from spooled_integrations.protocol.wsframes import (
@@ -166,21 +165,13 @@ class WebSocketClient(BaseClient):
     def _socket(self) -> socket.socket:
         """The TCP (and TLS) connection the handshake goes over: direct or through the
         proxy's tunnel, decided in one place for every transport (``client.proxy``)."""
-        parts = urlsplit(self.options.resolved_ws_url)
-        secure = parts.scheme == "wss"
-        host = parts.hostname or ""
-        proxy = proxy_for(self.options.resolved_ws_url, self.options.proxy)
-        timeout = self.options.connect_timeout
-        sock = connect_socket(
-            proxy, host, parts.port or (443 if secure else 80), timeout, self._remember
+        return open_socket(
+            self.options.resolved_ws_url,
+            self.options.proxy,
+            timeout=self.options.connect_timeout,
+            verify=self.options.verify_tls,
+            remember=self._remember,
         )
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if secure:
-            context = httpx.create_ssl_context(verify=self.options.verify_tls)
-            context.set_alpn_protocols(["http/1.1"])
-            sock = context.wrap_socket(sock, server_hostname=host)
-            self._remember(sock)
-        return sock
 
     def _remember(self, sock: socket.socket) -> None:
         """Keep the socket being opened, so ``disconnect()`` can cut its handshake short."""
