@@ -17,13 +17,16 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any
+from pathlib import Path
+from typing import Any, NoReturn
 
 import dramatiq
 from dramatiq.middleware import Middleware, MiddlewareError
 
+from spooled_integrations._notices import first_to_say
 from spooled_integrations.dramatiq.actors import ACTOR_OPTIONS, actor_subscriptions
 from spooled_integrations.dramatiq.cli_context import is_cli_worker
 from spooled_integrations.dramatiq.fork import spooled_listener
@@ -51,6 +54,9 @@ __all__ = ["SpooledBootError", "SpooledMiddleware"]
 
 logger = logging.getLogger(__name__)
 
+_BOOT_FAILED = 2
+"""The dramatiq command's own code for a worker that could not start (RET_IMPORT)."""
+
 
 class SpooledBootError(SettingsError, MiddlewareError):
     """The Spooled listener cannot run as configured; ``problems`` lists every reason.
@@ -63,6 +69,23 @@ class SpooledBootError(SettingsError, MiddlewareError):
 
     def __init__(self, problems: Sequence[str]) -> None:
         SettingsError.__init__(self, problems)
+
+
+def _exit_with_problems_once(exc: SpooledBootError) -> NoReturn:
+    """Under the ``dramatiq`` command every worker process fails the same boot: the
+    first one logs the problems, the others one line, and none prints a traceback
+    (the command then stops with the processes' exit code)."""
+    run = f"boot problems of the dramatiq run {os.getppid()}"
+    notices = Path(tempfile.gettempdir()) / "spooled-dramatiq-notices"
+    if first_to_say(run, notices, forget_after=60.0):  # the processes fail together
+        logger.critical("%s", exc)
+    else:
+        logger.critical(
+            "Spooled listener refused to boot: the same %d problem(s), listed by another "
+            "worker process of this run",
+            len(exc.problems),
+        )
+    raise SystemExit(_BOOT_FAILED)
 
 
 class SpooledMiddleware(Middleware):  # type: ignore[misc,unused-ignore]  # untyped before 2.0
@@ -111,7 +134,12 @@ class SpooledMiddleware(Middleware):  # type: ignore[misc,unused-ignore]  # unty
         if not self.settings.enabled:
             logger.info("Spooled listener disabled (SPOOLED_ENABLED=false)")
             return
-        runtime = self.build_runtime(broker)  # raises SpooledBootError
+        try:
+            runtime = self.build_runtime(broker)
+        except SpooledBootError as exc:
+            if is_cli_worker(broker):
+                _exit_with_problems_once(exc)
+            raise
         with self._lock:
             self._prepared = runtime
 

@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
+from pathlib import Path
 from types import TracebackType
 from typing import Annotated, Any, Literal
 
@@ -31,6 +32,7 @@ from pydantic import (
     field_validator,
 )
 
+from spooled_integrations._notices import first_to_say
 from spooled_integrations._problems import describe_problems
 from spooled_integrations.client import (
     BaseClient,
@@ -40,6 +42,7 @@ from spooled_integrations.client import (
     create_client,
 )
 from spooled_integrations.client.sse import SSE_LIVENESS_DEFAULT
+from spooled_integrations.client.token_cache import default_cache_dir
 from spooled_integrations.client.websocket import WS_LIVENESS_DEFAULT
 from spooled_integrations.errors import (
     ConfigurationError,
@@ -644,7 +647,13 @@ class SpooledRuntime:
     def _warn_about_once_delivery(self) -> None:
         once = self.config.once_subscriptions
         if once and self.config.coordination is None:
-            logger.warning("%s", _once_warning(once))
+            # Advice, not an incident: at WARNING the first time this node boots these
+            # rules, at INFO after that (a fleet's fresh containers each warn).
+            warning = _once_warning(once)
+            cache = self.config.connection.token_cache  # the node's own directory
+            folder = default_cache_dir() if cache in ("auto", "off") else Path(cache)
+            first = cache == "off" or first_to_say(warning, folder)
+            logger.log(logging.WARNING if first else logging.INFO, "%s", warning)
         elif self.coordinator is not None:
             coordination = self.config.coordination
             assert coordination is not None

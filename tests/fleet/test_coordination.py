@@ -590,6 +590,19 @@ def test_status_without_coordination_carries_the_once_warning(
     assert quiet.status()["coordination"]["active"] is False
 
 
+def test_the_once_advice_is_a_warning_on_a_nodes_first_boot_only(
+    emu: Emulator, make_runtime: RuntimeFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="spooled_integrations.runtime.runtime")
+    for _ in range(2):  # the same node (cache directory) boots the same rules twice
+        make_runtime(emu, RecordingPublisher(), subscriptions=[ONCE]).start()
+    said = [r.levelno for r in caplog.records if "ask for delivery='once'" in r.getMessage()]
+    assert said == [logging.WARNING, logging.INFO]
+    make_runtime(emu, RecordingPublisher(), subscriptions=[ONCE, EVERY]).start()
+    said = [r.levelno for r in caplog.records if "ask for delivery='once'" in r.getMessage()]
+    assert said[-1] == logging.INFO  # other rules, the same once-rule: already said
+
+
 def test_runtime_config_rejects_bad_coordination_naming_the_field(emu: Emulator) -> None:
     from spooled_integrations.runtime import RuntimeConfig
 

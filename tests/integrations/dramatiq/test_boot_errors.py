@@ -134,3 +134,24 @@ def test_a_faulty_actor_option_rule_has_its_options_checked_too() -> None:
         "actor 'on_failed': spooled_options.delay: must be a number of milliseconds >= 0, "
         "got 'soon'",
     ]
+
+
+def test_the_problems_are_listed_once_per_run_without_tracebacks(
+    spooled_emulator: Emulator, run_dramatiq: RunDramatiq, unique_name: str
+) -> None:
+    env = {
+        "SPOOLED_TEST_BROKER": "stub",
+        "SPOOLED_TEST_QUEUE": unique_name,
+        "SPOOLED_BASE_URL": spooled_emulator.base_url,
+        "SPOOLED_API_KEY": spooled_emulator.api_key,
+        "SPOOLED_QUEUE_SIZE": "0",
+        "SPOOLED_TRANSPORT": "tcp",
+    }
+    run = run_dramatiq("cli_app", env, processes=3)
+    code = run.process.wait(60)
+    log = run.log_text()
+    assert code != 0, log
+    assert log.count("2 problem(s) in the Spooled settings") == 1, log  # one process lists them
+    assert "listed by another worker process of this run" in log, log  # the others say so
+    assert "Traceback" not in log, log
+    assert spooled_emulator.api_key not in log
