@@ -66,7 +66,7 @@ def verdict(
         return False, "no health file (the listener is not running, or stopped)"
     health = str(record.get("health"))
     age = record.get("status_age")
-    pid = record.get("pid")
+    pid = record.get("pid", record.get("listener_pid"))  # a Dramatiq fork-mode status file
     if not isinstance(age, (int, float)) or age > max_age:
         return False, f"stale: pid {pid} last wrote it {age} s ago (max {max_age:g} s)"
     who = f"pid {pid}, written {age} s ago"

@@ -132,3 +132,13 @@ def test_unreadable_or_unset(tmp_path: Path) -> None:
 def test_the_setting_names_a_file(value: str) -> None:
     with pytest.raises(ConfigurationError, match="health_file"):
         RuntimeConfig(connection=ConnectionOptions(api_key="sk_test_x"), health_file=value)
+
+
+def test_a_dramatiq_fork_mode_status_file_reads_as_a_health_file(tmp_path: Path) -> None:
+    from spooled_integrations.dramatiq.status_file import StatusFile
+
+    status_file = StatusFile(12345, directory=str(tmp_path))
+    status_file.write({"health": "connected", "state": "connected"})
+    result = health("--file", str(status_file.path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"pid {os.getpid()}" in result.stdout  # the writer, under its own key
