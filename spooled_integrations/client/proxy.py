@@ -164,6 +164,13 @@ def http_transport(url: str, setting: str | None, *, verify: bool) -> httpx.HTTP
     return httpx.HTTPTransport(verify=verify, proxy=proxy.url if proxy is not None else None)
 
 
+def shown_proxy(url: str, setting: str | None) -> str | None:
+    """The proxy a connection to ``url`` goes through, for status (password hidden):
+    ``http://proxy:3128 (from HTTPS_PROXY)``, or ``None`` when it goes direct."""
+    proxy = _quietly(url, setting)
+    return None if proxy is None else f"{proxy.shown} (from {proxy.source})"
+
+
 def via(url: str, setting: str | None) -> str:
     """`` (through the proxy …)`` for an error about a request to ``url``, or ``""``."""
     proxy = _quietly(url, setting)

@@ -41,6 +41,7 @@ from spooled_integrations.client import (
     SubscriptionFilter,
     create_client,
 )
+from spooled_integrations.client.proxy import shown_proxy
 from spooled_integrations.client.sse import SSE_LIVENESS_DEFAULT
 from spooled_integrations.client.token_cache import default_cache_dir
 from spooled_integrations.client.websocket import WS_LIVENESS_DEFAULT
@@ -428,6 +429,7 @@ class SpooledRuntime:
             "queue_depth": self._dispatcher.depth,
             "queue_size": self.config.queue_size,
             "url": self.url,
+            "proxy": shown_proxy(self.url, self.config.connection.proxy),
             "subscriptions": len(self.config.subscriptions),
             "routes": routes_status(self.config.subscriptions),
             "last_published": self._dispatcher.last_published.snapshot(),

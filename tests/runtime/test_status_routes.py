@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
-from spooled_integrations.client import ConnectionState
-from spooled_integrations.runtime import RecordingPublisher, SpooledRuntime
+from spooled_integrations.client import ConnectionOptions, ConnectionState
+from spooled_integrations.runtime import RecordingPublisher, RuntimeConfig, SpooledRuntime
 from spooled_integrations.testing import Emulator
 
 from ..conftest import wait_until
@@ -140,3 +141,32 @@ def test_sse_job_stream_url_names_the_job(
     assert wait_until(lambda: runtime.state == ConnectionState.CONNECTED)
     assert runtime.status()["url"] == f"{spooled_emulator.base_url}/api/v1/events/jobs/job%207"
     assert spooled_emulator.wait_for_connections(1, "sse")
+
+
+def test_status_names_the_proxy_in_use_without_its_password(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def status(**connection: Any) -> Any:
+        options = ConnectionOptions(
+            base_url="https://api.example", api_key="sk_test_0123456789", **connection
+        )
+        return SpooledRuntime(RuntimeConfig(connection=options)).status()["proxy"]
+
+    for name in (
+        "HTTPS_PROXY",
+        "https_proxy",
+        "HTTP_PROXY",
+        "http_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+        "NO_PROXY",
+        "no_proxy",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    assert status() is None
+    shown = status(proxy="http://user:s3cret-pw@proxy.example:3128")
+    assert shown == "http://user:[redacted]@proxy.example:3128 (from proxy)"
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:8080")
+    assert status() == "http://proxy.example:8080 (from HTTPS_PROXY)"
+    monkeypatch.setenv("NO_PROXY", "api.example")
+    assert status() is None
