@@ -6,12 +6,16 @@ answer, except under ``CI=true``, where a missing service is a failure.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -146,3 +150,29 @@ def make_runtime() -> Iterator[RuntimeFactory]:
     yield factory
     for runtime in made:
         runtime.stop(timeout=2)
+
+
+def run_health(path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``spooled-integrations health --file PATH ARGS`` as a probe runs it."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SPOOLED_")}
+    return subprocess.run(
+        [sys.executable, "-m", "spooled_integrations", "health", "--file", str(path), *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=env,
+        check=False,
+    )
+
+
+def wait_health(path: Path, wanted: str, timeout: float = 30.0) -> bool:
+    """Wait until the health file at ``path`` says ``wanted``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if json.loads(path.read_text())["health"] == wanted:
+                return True
+        except (OSError, ValueError, KeyError):
+            pass
+        time.sleep(0.1)
+    return False

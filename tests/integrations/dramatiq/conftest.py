@@ -178,3 +178,26 @@ def run_dramatiq(tmp_path: Path) -> Iterator[Callable[..., DramatiqRun]]:
     yield factory
     for run in runs:
         run.kill()
+
+
+@pytest.fixture
+def emulator() -> Iterator[Emulator]:
+    """An emulator pinging every second, for the tests that run the dramatiq command."""
+    with Emulator(ping_interval=1.0) as emu:
+        yield emu
+
+
+@pytest.fixture
+def redis_broker(redis_url: str, unique_name: str) -> Iterator[dict[str, str]]:
+    import redis
+
+    yield {
+        "SPOOLED_TEST_BROKER": "redis",
+        "SPOOLED_TEST_BROKER_URL": redis_url,
+        "SPOOLED_TEST_QUEUE": unique_name,
+    }
+    client = redis.Redis.from_url(redis_url)
+    keys = list(client.scan_iter(f"dramatiq:{unique_name}*"))
+    if keys:
+        client.delete(*keys)
+    client.close()

@@ -38,12 +38,6 @@ RESTART_SWEPT = re.compile(
 
 
 @pytest.fixture
-def emulator() -> Iterator[Emulator]:
-    with Emulator(ping_interval=1.0) as emu:
-        yield emu
-
-
-@pytest.fixture
 def broker_env(redis_url: str, unique_name: str) -> Iterator[dict[str, str]]:
     """A Redis broker and queue of the test's own; its keys (and the ``spooled:*`` keys
     of namespace ``unique_name``) are deleted afterwards."""

@@ -25,28 +25,6 @@ BOOT_TIMEOUT = 30.0
 SHUTDOWN_LIMIT = 15.0  # dramatiq's own shutdown (consumers, -t 2 threads) plus ours
 
 
-@pytest.fixture
-def emulator() -> Iterator[Emulator]:
-    with Emulator(ping_interval=1.0) as emu:
-        yield emu
-
-
-@pytest.fixture
-def redis_broker(redis_url: str, unique_name: str) -> Iterator[dict[str, str]]:
-    import redis
-
-    yield {
-        "SPOOLED_TEST_BROKER": "redis",
-        "SPOOLED_TEST_BROKER_URL": redis_url,
-        "SPOOLED_TEST_QUEUE": unique_name,
-    }
-    client = redis.Redis.from_url(redis_url)
-    keys = list(client.scan_iter(f"dramatiq:{unique_name}*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
-
-
 def pika_url(amqp_url: str) -> str:
     """kombu reads ``...//`` as vhost ``/``; pika needs it spelled ``/%2F``."""
     return amqp_url[:-2] + "/%2F" if amqp_url.endswith("//") else amqp_url

@@ -31,12 +31,6 @@ BOOT_TIMEOUT = 30.0
 EVENTS = 4
 
 
-@pytest.fixture
-def emulator() -> Iterator[Emulator]:
-    with Emulator(ping_interval=1.0) as emu:
-        yield emu
-
-
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -8,76 +8,29 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from spooled_integrations.testing import Emulator
 
+from ...conftest import run_health, wait_health
 from .conftest import DramatiqRun
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis]
 
 
-@pytest.fixture
-def emulator() -> Iterator[Emulator]:
-    with Emulator(ping_interval=1.0) as emu:
-        yield emu
-
-
-@pytest.fixture
-def redis_env(redis_url: str, unique_name: str) -> Iterator[dict[str, str]]:
-    import redis
-
-    yield {
-        "SPOOLED_TEST_BROKER": "redis",
-        "SPOOLED_TEST_BROKER_URL": redis_url,
-        "SPOOLED_TEST_QUEUE": unique_name,
-    }
-    client = redis.Redis.from_url(redis_url)
-    keys = list(client.scan_iter(f"dramatiq:{unique_name}*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
-
-
-def health(path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SPOOLED_")}
-    return subprocess.run(
-        [sys.executable, "-m", "spooled_integrations", "health", "--file", str(path), *args],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        env=env,
-        check=False,
-    )
-
-
-def wait_health(path: Path, wanted: str, timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if json.loads(path.read_text())["health"] == wanted:
-                return True
-        except (OSError, ValueError, KeyError):
-            pass
-        time.sleep(0.1)
-    return False
-
-
 def test_probe_follows_the_fork_mode_listener(
     emulator: Emulator,
     run_dramatiq: Callable[..., DramatiqRun],
-    redis_env: dict[str, str],
+    redis_broker: dict[str, str],
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "spooled-health.json"
     env = {
-        **redis_env,
+        **redis_broker,
         "SPOOLED_BASE_URL": emulator.base_url,
         "SPOOLED_API_KEY": emulator.api_key,
         "SPOOLED_RECONNECT_DELAY": "0.1",
@@ -86,7 +39,7 @@ def test_probe_follows_the_fork_mode_listener(
     run = run_dramatiq("cli_app", env)
     assert emulator.wait_for_connections(1, timeout=30), run.log_text()
     assert wait_health(path, "connected"), run.log_text()
-    ready = health(path)
+    ready = run_health(path)
     assert ready.returncode == 0, ready.stdout + run.log_text()
     writer = json.loads(path.read_text())["pid"]
     assert writer != run.pid  # the listener's fork, not the main process
@@ -94,14 +47,14 @@ def test_probe_follows_the_fork_mode_listener(
 
     emulator.revoke_api_key()
     assert wait_health(path, "refused"), run.log_text()
-    assert health(path).returncode == 1
-    assert health(path, "--liveness").returncode == 0
+    assert run_health(path).returncode == 1
+    assert run_health(path, "--liveness").returncode == 0
 
     os.killpg(run.pid, signal.SIGKILL)  # the whole run: nobody removes the file
     run.process.wait(10)
     assert path.exists()
     time.sleep(2.5)
-    dead = health(path, "--liveness", "--max-age", "2")
+    dead = run_health(path, "--liveness", "--max-age", "2")
     assert dead.returncode == 1
     assert dead.stdout.startswith(f"unhealthy: stale: pid {writer} last wrote it")
 
@@ -109,13 +62,13 @@ def test_probe_follows_the_fork_mode_listener(
 def test_probe_follows_a_listener_taken_over(
     emulator: Emulator,
     run_dramatiq: Callable[..., DramatiqRun],
-    redis_env: dict[str, str],
+    redis_broker: dict[str, str],
     tmp_path: Path,
 ) -> None:
     """The fork dies; a worker process takes the listener over and writes the same file."""
     path = tmp_path / "spooled-health.json"
     env = {
-        **redis_env,
+        **redis_broker,
         "SPOOLED_BASE_URL": emulator.base_url,
         "SPOOLED_API_KEY": emulator.api_key,
         "SPOOLED_HEALTH_FILE": str(path),
@@ -137,4 +90,4 @@ def test_probe_follows_a_listener_taken_over(
         time.sleep(0.1)
     assert taken_over(), run.log_text()
     assert "takes the listener over" in run.log_text()
-    assert health(path).returncode == 0
+    assert run_health(path).returncode == 0

@@ -22,12 +22,6 @@ EVENTS = 5
 
 
 @pytest.fixture
-def emulator() -> Iterator[Emulator]:
-    with Emulator(ping_interval=1.0) as emu:
-        yield emu
-
-
-@pytest.fixture
 def queue(redis_url: str, unique_name: str) -> Iterator[str]:
     import redis
 
